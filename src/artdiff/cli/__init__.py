@@ -1,0 +1,1 @@
+"""Layer 5: argparse adapters, one module per command."""

@@ -1,0 +1,81 @@
+"""The `artdiff` command: registers one subcommand per module and turns errors into one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Modules are imported only for the command being run,
+# so `artdiff --help` stays fast and never imports torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("artdiff.cli.prepare", "turn a folder of artwork into a clean training set"),
+    "synth": ("artdiff.cli.synth", "write a procedural art set with known labels (styles, palettes, grounds)"),
+    "demo": ("artdiff.cli.demo", "run the main job on the shipped model and print where the results are"),
+}
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; only the selected command's module is imported and given its flags."""
+    from artdiff import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="artdiff",
+        description="Adapt diffusion models to art and generate from them.",
+        epilog="Run `artdiff COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"artdiff {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name == selected:
+            module = importlib.import_module(module_name)
+            sub = module.add_parser(subparsers)
+            sub.set_defaults(run=module.run)
+            _add_common_flags(sub)
+        else:
+            subparsers.add_parser(name, help=help_text)
+    return parser
+
+
+def _add_common_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="print a machine-readable result as JSON")
+    sub.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, run one command, and return its exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"artdiff {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the one place errors become a message
+        if args.debug:
+            raise
+        print(f"artdiff {args.command}: error: {describe_error(error)}", file=sys.stderr)
+        return 2 if _is_user_error(error) else 1
+
+
+def _is_user_error(error: BaseException) -> bool:
+    from artdiff.errors import UserError
+
+    return isinstance(error, (UserError, FileNotFoundError, PermissionError, IsADirectoryError))
+
+
+def describe_error(error: BaseException) -> str:
+    """Say in one line what went wrong and, where we know it, how to fix it."""
+    if _is_user_error(error):
+        return str(error)
+    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        return "out of memory: try a smaller --batch-size or image size"
+    if isinstance(error, OSError) and error.errno == 28:
+        return "no space left on the device: free some disk space and run again (finished work is kept)"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first} (this is a bug in artdiff; run with --debug for the traceback)"

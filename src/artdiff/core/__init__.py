@@ -1,0 +1,1 @@
+"""Layer 1: pure tensor maths (torch only)."""

@@ -1,0 +1,1 @@
+"""Layer 2: datasets, preparation of image folders, synthetic art."""

@@ -1,0 +1,1 @@
+"""Layer 3: inference entry points."""

@@ -1,0 +1,1 @@
+"""Layer 2: nn.Modules and their loaders."""

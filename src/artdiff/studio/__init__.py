@@ -1,0 +1,1 @@
+"""Layer 4: sweeps, comparisons, galleries, demos."""

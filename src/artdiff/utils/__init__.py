@@ -1,0 +1,1 @@
+"""Layer 0 helpers: file io, images, hashing, progress."""
