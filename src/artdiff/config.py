@@ -42,7 +42,17 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config") -> T
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = {key: coerce(value, hints[key], where=f"{where}.{key}") for key, value in data.items()}
+    parsers = {f.name: f.metadata.get("parse") for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        parse = parsers.get(key)
+        if parse is not None:  # a field with its own syntax, e.g. a size given as 256, "320x256" or [320, 256]
+            try:
+                kwargs[key] = parse(value)
+            except ValueError as error:
+                raise UserError(f"{where}.{key} {value!r}: {error}") from None
+        else:
+            kwargs[key] = coerce(value, hints[key], where=f"{where}.{key}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
@@ -78,7 +88,7 @@ def coerce(value: Any, hint: Any, *, where: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise UserError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(coerce(v, a, where=where) for v, a in zip(value, args))
+            return tuple(coerce(v, a, where=where) for v, a in zip(value, args, strict=True))
         items = [coerce(v, item, where=where) for v in value]
         return tuple(items) if origin is tuple else items
     if origin is dict:
@@ -119,7 +129,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise UserError(f"--set {text!r}: expected KEY=VALUE, for example --set size=128")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str):
+        try:
+            value = float(value)  # PyYAML reads "1e-4" (no dot) as text; a user means the number
+        except ValueError:
+            pass
+    return key.strip().split("."), value
 
 
 def merge(base: dict[str, Any], key_path: list[str], value: Any) -> None:

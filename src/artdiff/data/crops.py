@@ -97,7 +97,8 @@ def focal_box(image: Image.Image, aspect: float) -> Box:
     # A gentle pull to the centre so that a flat image crops like `center`.
     offsets = np.arange(sums.shape[0])
     centre = (sums.shape[0] - 1) / 2
-    sums = sums - 0.02 * sums.max(initial=0) * np.abs(offsets - centre) / max(centre, 1)
+    scale = sums.max() if sums.max() > 0 else 1.0
+    sums = sums - 0.02 * scale * np.abs(offsets - centre) / max(centre, 1)
     start = int(np.argmax(sums)) / n
     if horizontal:
         left = min(width - w, round(start * width))
@@ -121,19 +122,17 @@ def focal_debug_image(image: Image.Image, box: Box) -> Image.Image:
 # ---- aspect-ratio buckets ---------------------------------------------------------------------------
 
 
-def make_buckets(area: int, *, step: int = 64, max_ratio: float = 2.0) -> list[tuple[int, int]]:
-    """Resolutions with about `area` pixels, sides multiples of `step`, aspect within 1/max_ratio..max_ratio."""
-    buckets = set()
-    side = step
-    while side <= area // step:
-        other = (area // side) // step * step  # the largest multiple of step that keeps w*h <= area
-        if other >= step and max(side, other) / min(side, other) <= max_ratio + 1e-9:
-            buckets.add((side, other))
-            buckets.add((other, side))
-        side += step
+def make_buckets(area: int, *, step: int = 64, max_ratio: float = 2.0, min_fill: float = 0.75) -> list[tuple[int, int]]:
+    """Resolutions of min_fill*area to area pixels, sides multiples of `step`, aspect within 1/max_ratio..max_ratio."""
+    buckets = []
+    for width in range(step, area // step + 1, step):
+        for height in range(step, area // width + 1, step):
+            ratio = max(width, height) / min(width, height)
+            if width * height >= min_fill * area and ratio <= max_ratio + 1e-9:
+                buckets.append((width, height))
     if not buckets:
         raise ValueError(f"no bucket of about {area} pixels with sides a multiple of {step}; lower --bucket-step")
-    return sorted(buckets)
+    return buckets
 
 
 def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:

@@ -164,7 +164,7 @@ def _tiles(cfg: PrepareConfig, image: Image.Image):
         scale *= 0.9
     work = image if scale == 1.0 else resize(image, (w, h), kernel=cfg.kernel, antialias=cfg.antialias)
     for index, box in enumerate(boxes):
-        source_box = tuple(min(round(v / scale), limit) for v, limit in zip(box, (width, height) * 2))
+        source_box = tuple(min(round(v / scale), limit) for v, limit in zip(box, (width, height) * 2, strict=True))
         yield work.crop(box), source_box, {"tile": index, "tile_scale": round(scale, 4)}
 
 

@@ -1,0 +1,55 @@
+"""`artdiff demo`: the main job on what ships, ending with files a person can open.
+
+Until the shipped artdiff-mini model exists the demo shows the first step of every workflow:
+it prepares the real paintings (when present) or a generated procedural art set into a
+dataset with focal crops, and writes a contact sheet of the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from artdiff.data.manifest import read_manifest
+from artdiff.data.prepare import PrepareResult, prepare_folder
+from artdiff.data.prepare_config import PrepareConfig
+from artdiff.studio.contact_sheet import contact_sheet
+
+
+@dataclass
+class DemoConfig:
+    """Where the demo writes, and which paintings it starts from."""
+
+    out: Path = Path("outputs/demo")
+    artworks: Path | None = None  # a folder of paintings; without one, a procedural set is generated
+    size: int = 256
+    progress: bool = True
+
+
+@dataclass
+class DemoResult:
+    """Files the demo made."""
+
+    source: Path
+    dataset: PrepareResult
+    sheet: Path
+
+
+def run_demo(cfg: DemoConfig) -> DemoResult:
+    """Prepare the paintings (or a generated set) and write a contact sheet of the dataset."""
+    out = Path(cfg.out)
+    source = Path(cfg.artworks) if cfg.artworks and Path(cfg.artworks).is_dir() else _generated_folder(out)
+    prepared = prepare_folder(PrepareConfig(src=source, dst=out / "dataset", size=cfg.size, crop="focal",
+                                            focal_debug=True, flip=False, progress=cfg.progress))
+    records = read_manifest(prepared.dst)
+    sheet = contact_sheet([prepared.dst / r["image"] for r in records], [r["caption"] for r in records],
+                          out / "dataset-contact-sheet.png", title=f"artdiff prepare: {source}")
+    return DemoResult(source=source, dataset=prepared, sheet=sheet)
+
+
+def _generated_folder(out: Path) -> Path:
+    """A procedural art set to stand in for the paintings when they are not present."""
+    from artdiff.data.synthetic import SynthConfig, generate_dataset
+
+    synth = generate_dataset(SynthConfig(out=out / "procedural", n=24, size=384, seed=0))
+    return Path(synth.out) / "images"
