@@ -14,6 +14,7 @@ import re
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from artdiff.data.prepare_image import (
 from artdiff.errors import UserError
 from artdiff.utils.images import is_image_path
 from artdiff.utils.io import append_jsonl, atomic_write_json, read_jsonl
-from artdiff.utils.parallel import parallel_map
+from artdiff.utils.parallel import parallel_map, process_pool
 from artdiff.utils.progress import progress
 
 STATE_DIR = ".prepare"
@@ -82,19 +83,19 @@ def prepare_folder(cfg: PrepareConfig) -> PrepareResult:
     _start_or_resume(cfg, dst, state)
 
     keys, ignored = _list_sources(src, dst)
-    scans = _scan(cfg, keys, state)
-    skipped = [(s.key, s.reason, s.detail) for s in scans if s.reason]
-    usable = [s for s in scans if not s.reason]
-    too_small = {s.key for s in usable if min(s.width, s.height) < cfg.smallest_side}
-    skipped += [(k, "too-small", f"shorter side under {cfg.smallest_side} px") for k in sorted(too_small)]
-    usable = [s for s in usable if s.key not in too_small]
+    with process_pool(cfg.workers if keys else 1) as pool:  # one pool for both passes: spawning costs
+        scans = _scan(cfg, keys, state, pool)
+        skipped = [(s.key, s.reason, s.detail) for s in scans if s.reason]
+        usable = [s for s in scans if not s.reason]
+        too_small = {s.key for s in usable if min(s.width, s.height) < cfg.smallest_side}
+        skipped += [(k, "too-small", f"shorter side under {cfg.smallest_side} px") for k in sorted(too_small)]
+        usable = [s for s in usable if s.key not in too_small]
 
-    candidates = [Candidate(s.key, s.sha256, s.phash, s.width * s.height) for s in usable]
-    duplicates = find_duplicates(candidates, near_threshold=cfg.near_dup_threshold) if cfg.dedup else []
-    dropped = {d.key for d in duplicates}
-    jobs = [_job(cfg, src, s, metadata) for s in usable if s.key not in dropped]
-
-    outcomes, reused = _transform(cfg, jobs, state)
+        candidates = [Candidate(s.key, s.sha256, s.phash, s.width * s.height) for s in usable]
+        duplicates = find_duplicates(candidates, near_threshold=cfg.near_dup_threshold) if cfg.dedup else []
+        dropped = {d.key for d in duplicates}
+        jobs = [_job(cfg, src, s, metadata) for s in usable if s.key not in dropped]
+        outcomes, reused = _transform(cfg, jobs, state, pool)
     skipped += [(o.key, o.reason, o.detail) for o in outcomes if o.reason]
     records = sorted((r for o in outcomes for r in o.records), key=lambda r: r["image"])
     _remove_stale_outputs(dst, {r["image"] for r in records})
@@ -183,7 +184,7 @@ def _list_sources(src: Path, dst: Path) -> tuple[list[str], int]:
     return keys, ignored
 
 
-def _scan(cfg: PrepareConfig, keys: list[str], state: Path) -> list[ScanResult]:
+def _scan(cfg: PrepareConfig, keys: list[str], state: Path, pool: Executor | None) -> list[ScanResult]:
     """Scan every file, reusing cached results for files whose size and mtime are unchanged."""
     cache_file = state / "scan.jsonl"
     cache = {}
@@ -200,7 +201,7 @@ def _scan(cfg: PrepareConfig, keys: list[str], state: Path) -> list[ScanResult]:
             results[key] = cached
         else:
             todo.append(key)
-    scanned = parallel_map(_scan_one, todo, workers=cfg.workers, args=(cfg.src, cfg.max_pixels))
+    scanned = parallel_map(_scan_one, todo, pool=pool, args=(cfg.src, cfg.max_pixels))
     for result in progress(scanned, total=len(todo), desc="scan", enabled=cfg.progress):
         results[result.key] = result
         append_jsonl(cache_file, scan_to_dict(result))
@@ -231,7 +232,8 @@ def _job(cfg: PrepareConfig, src: Path, scan: ScanResult, metadata: MetadataTabl
     return SourceJob(scan.key, scan.sha256, caption, source, provenance)
 
 
-def _transform(cfg: PrepareConfig, jobs: list[SourceJob], state: Path) -> tuple[list[SourceOutcome], int]:
+def _transform(cfg: PrepareConfig, jobs: list[SourceJob], state: Path,
+               pool: Executor | None) -> tuple[list[SourceOutcome], int]:
     """Process every job, reusing finished ones recorded in the journal whose outputs still exist."""
     journal = state / "journal.jsonl"
     done: dict[tuple[str, str], SourceOutcome] = {}
@@ -249,7 +251,7 @@ def _transform(cfg: PrepareConfig, jobs: list[SourceJob], state: Path) -> tuple[
         else:
             todo.append(job)
     reused = len(outcomes)
-    for outcome in progress(parallel_map(process_source, todo, workers=cfg.workers, args=(cfg,)),
+    for outcome in progress(parallel_map(process_source, todo, pool=pool, args=(cfg,)),
                             total=len(todo), desc="prepare", enabled=cfg.progress):
         append_jsonl(journal, outcome.__dict__)
         outcomes.append(outcome)
