@@ -1,0 +1,30 @@
+"""The demo prepares a folder of paintings and writes a contact sheet a person can open."""
+
+from helpers import pattern, save
+from PIL import Image
+
+from artdiff.cli.main import main
+from artdiff.studio.contact_sheet import contact_sheet
+from artdiff.studio.demo import DemoConfig, run_demo
+
+
+def test_demo_on_a_folder_of_paintings(tmp_path):
+    for i in range(3):
+        save(pattern(120, 90, seed=i), tmp_path / "art" / f"painting_{i}.jpg", quality=90)
+    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "art", size=64, progress=False))
+    assert result.dataset.outputs == 3 and result.sheet.is_file()
+    assert len(list((result.dataset.dst / "focal-debug").glob("*.jpg"))) == 3
+
+
+def test_demo_cli_prints_where_results_are(tmp_path, capsys):
+    for i in range(2):
+        save(pattern(100, 100, seed=i), tmp_path / "art" / f"p{i}.png")
+    assert main(["demo", "--out", str(tmp_path / "out"), "--artworks", str(tmp_path / "art"), "--size", "48"]) == 0
+    assert f"contact sheet: {tmp_path / 'out' / 'dataset-contact-sheet.png'}" in capsys.readouterr().out
+
+
+def test_contact_sheet_grid(tmp_path):
+    paths = [save(pattern(50, 40, seed=i), tmp_path / f"{i}.png") for i in range(7)]
+    sheet = Image.open(contact_sheet(paths, [f"caption {i}" for i in range(7)], tmp_path / "sheet.png",
+                                     cell=60, columns=3))
+    assert sheet.size == (180, 3 * (60 + 28))
