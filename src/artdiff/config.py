@@ -168,10 +168,11 @@ def save_yaml(cfg: Any, path: str | Path) -> None:
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
-           metavar: str | None = None, parse: Any = None, cli: bool = True,
+           metavar: str | None = None, parse: Any = None, cli: bool = True, shown_default: str | None = None,
            default_factory: Any = dataclasses.MISSING) -> Any:
     """Declare a config field with the help text and flag the command line derives from it."""
-    metadata = {"help": help, "flag": flag, "metavar": metavar, "parse": parse, "cli": cli}
+    metadata = {"help": help, "flag": flag, "metavar": metavar, "parse": parse, "cli": cli,
+                "shown_default": shown_default}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

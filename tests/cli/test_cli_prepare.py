@@ -55,6 +55,13 @@ def test_wrong_options_give_one_line(folder, tmp_path, capsys, argv, message):
     assert not (tmp_path / "dst").exists()
 
 
+def test_unknown_choice_is_one_line(folder, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", str(folder), str(tmp_path / "dst"), "--crop", "diagonal"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "invalid choice: 'diagonal'" in err
+
+
 def test_missing_source_and_empty_source(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "nope"), str(tmp_path / "dst")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -42,7 +42,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
 
 
 def _help(text: str, field: dataclasses.Field) -> str:
-    default = field.default
+    default = field.metadata.get("shown_default") or field.default
     if default is dataclasses.MISSING or default is None or isinstance(default, bool):
         return text
     return f"{text} (default: {default})"

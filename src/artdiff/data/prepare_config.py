@@ -39,7 +39,7 @@ class PrepareConfig:
     src: Path = option(Path("."), "folder of images to read (never modified)", cli=False)
     dst: Path = option(Path("dataset"), "dataset folder to write", cli=False)
     size: tuple[int, int] = option((256, 256), "output size: 256 or WxH; for buckets, the pixel area to match",
-                                   parse=parse_size, metavar="SIZE")
+                                   parse=parse_size, metavar="SIZE", shown_default="256")
     crop: CropMode = option("center", "center crop, focal (most salient window), pad (letterbox) or buckets")
     kernel: Kernel = option("lanczos", "resize kernel")
     antialias: bool = option(True, "antialias when shrinking (--no-antialias matches models trained without it)")
