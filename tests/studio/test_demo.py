@@ -1,11 +1,12 @@
 """The demo prepares a folder of paintings and writes a contact sheet a person can open."""
 
-from helpers import pattern, save
 from PIL import Image
 
 from artdiff.cli.main import main
 from artdiff.studio.contact_sheet import contact_sheet
 from artdiff.studio.demo import DemoConfig, run_demo
+
+from helpers import pattern, save
 
 
 def test_demo_on_a_folder_of_paintings(tmp_path):

@@ -1,0 +1,157 @@
+"""The one place that reads and writes pretrained model folders (from_pretrained, save_pretrained, hub ids)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+from transformers import (
+    CLIPModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionModelWithProjection,
+    PreTrainedModel,
+)
+
+from artdiff.errors import UserError
+from artdiff.models.preprocessing import Preprocessing
+from artdiff.models.tokenizer import TOKENIZER_FILES
+from artdiff.utils.io import atomic_write_json
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# What a CLIP folder needs from the hub, subfolders included (fnmatch's * spans "/"): configs, tokenizer and
+# safetensors weights, not the pickled, TF or Flax copies.
+HUB_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
+
+
+def _hub_offline() -> bool:
+    flags = (os.environ.get(name, "").upper() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag in ("1", "ON", "YES", "TRUE") for flag in flags)
+
+
+def resolve_model_dir(path_or_hub_id: str | Path, *, cache_dir: str | Path | None = None) -> Path:
+    """Return a local model folder: the path itself, or the hub id's snapshot in the Hugging Face cache."""
+    path = Path(path_or_hub_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise UserError(f"{path} is a file; pass the model folder that holds config.json")
+    name = str(path_or_hub_id)
+    if not HUB_ID.fullmatch(name):
+        raise UserError(f"model folder {name} does not exist")
+    try:
+        return Path(snapshot_download(name, cache_dir=cache_dir, local_files_only=True))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, FileNotFoundError):
+        pass
+    if _hub_offline():
+        raise UserError(f"no folder {name}, and model {name} is not in the local Hugging Face cache (offline); "
+                        f"run `hf download {name}` where there is network, or pass a local folder")
+    try:
+        return Path(snapshot_download(name, cache_dir=cache_dir, allow_patterns=HUB_PATTERNS))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
+        raise UserError(f"no folder {name}, and model {name} is not in the local Hugging Face cache nor "
+                        f"downloadable ({type(error).__name__}); pass a local folder") from None
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """Read a JSON mapping, or None when the file does not exist."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error}); restore it from the original model") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a JSON object")
+    return data
+
+
+def _from_pretrained(cls: Any, path: Path, **kwargs: Any) -> Any:
+    try:
+        return cls.from_pretrained(path, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load {cls.__name__} from {path}: {reason}") from None
+
+
+def load_clip_model(path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                    ) -> CLIPModel:
+    """Load a transformers CLIPModel folder in eval mode."""
+    return _from_pretrained(CLIPModel, path, dtype=dtype).to(device).eval()
+
+
+def load_vision_tower(path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                      ) -> CLIPVisionModelWithProjection:
+    """Load a CLIPVisionModelWithProjection folder (diffusers' image_encoder/) in eval mode."""
+    return _from_pretrained(CLIPVisionModelWithProjection, path, dtype=dtype).to(device).eval()
+
+
+def load_text_tower(path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                    ) -> CLIPTextModelWithProjection:
+    """Load a CLIPTextModelWithProjection folder (a projected text_encoder/, as SDXL's text_encoder_2/)."""
+    return _from_pretrained(CLIPTextModelWithProjection, path, dtype=dtype).to(device).eval()
+
+
+def find_tokenizer_dir(path: Path) -> Path | None:
+    """Return the folder holding a CLIP tokenizer: the model folder itself, or its tokenizer/ subfolder."""
+    for folder in (path, path / "tokenizer"):
+        bpe_files = all((folder / name).is_file() for name in ("vocab.json", "merges.txt"))
+        if bpe_files or (folder / "tokenizer.json").is_file():
+            return folder
+    return None
+
+
+def load_clip_tokenizer(path: Path) -> CLIPTokenizer:
+    """Load the CLIP tokenizer of a model folder, or say which files are missing and how to add them."""
+    folder = find_tokenizer_dir(path)
+    if folder is None:
+        raise UserError(f"{path} has no tokenizer (vocab.json + merges.txt, or tokenizer.json, in it or in "
+                        "tokenizer/); copy the tokenizer files of the model it was trained with into it")
+    return _from_pretrained(CLIPTokenizer, folder)
+
+
+def load_preprocessing(path: Path) -> Preprocessing | None:
+    """Read the preprocessing contract: artdiff.json first, then a transformers preprocessor_config.json."""
+    artdiff = read_json(path / "artdiff.json") or {}
+    if "preprocessing" in artdiff:
+        return Preprocessing.from_dict(artdiff["preprocessing"], where=f"{path / 'artdiff.json'} preprocessing")
+    for candidate in (path / "preprocessor_config.json", path / "feature_extractor" / "preprocessor_config.json"):
+        data = read_json(candidate)
+        if data is not None:
+            try:
+                return Preprocessing.from_hf_processor_config(data)
+            except ValueError as error:
+                raise UserError(f"{candidate}: {error}") from None
+    return None
+
+
+def save_pretrained_dir(model: PreTrainedModel, path: str | Path) -> Path:
+    """Save a transformers model (config.json + model.safetensors) into a folder."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    return path
+
+
+def copy_tokenizer(source: Path, path: Path) -> None:
+    """Copy a CLIP tokenizer's files into a model folder."""
+    folder = find_tokenizer_dir(source)
+    if folder is None:
+        raise UserError(f"{source} has no tokenizer (vocab.json + merges.txt); build one with "
+                        "artdiff.models.tokenizer.build_tokenizer")
+    path.mkdir(parents=True, exist_ok=True)
+    for name in (*TOKENIZER_FILES, "tokenizer.json"):
+        if (folder / name).is_file():
+            shutil.copyfile(folder / name, path / name)
+
+
+def write_artdiff_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a model folder's artdiff.json (DESIGN §3), atomically."""
+    atomic_write_json(path / "artdiff.json", data)
