@@ -29,3 +29,10 @@ def test_contact_sheet_grid(tmp_path):
     sheet = Image.open(contact_sheet(paths, [f"caption {i}" for i in range(7)], tmp_path / "sheet.png",
                                      cell=60, columns=3))
     assert sheet.size == (180, 3 * (60 + 28))
+
+
+def test_demo_without_paintings_uses_the_procedural_set(tmp_path):
+    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "absent", size=32, progress=False))
+    records = [r for r in result.dataset.dst.joinpath("manifest.jsonl").read_text().splitlines()]
+    assert result.dataset.outputs == 24 and len(records) == 24
+    assert '"caption_source": "metadata"' in records[0]  # the synthetic captions came along

@@ -38,18 +38,24 @@ class DemoResult:
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Prepare the paintings (or a generated set) and write a contact sheet of the dataset."""
     out = Path(cfg.out)
-    source = Path(cfg.artworks) if cfg.artworks and Path(cfg.artworks).is_dir() else _generated_folder(out)
+    metadata = None
+    if cfg.artworks and Path(cfg.artworks).is_dir():
+        source = Path(cfg.artworks)
+    else:
+        source = _generated_folder(out, cfg.size)
+        metadata = source.parent / "manifest.jsonl"  # the synthetic captions, matched by file name
     prepared = prepare_folder(PrepareConfig(src=source, dst=out / "dataset", size=cfg.size, crop="focal",
-                                            focal_debug=True, flip=False, progress=cfg.progress))
+                                            focal_debug=True, flip=False, progress=cfg.progress,
+                                            metadata=metadata, metadata_key="image"))
     records = read_manifest(prepared.dst)
     sheet = contact_sheet([prepared.dst / r["image"] for r in records], [r["caption"] for r in records],
                           out / "dataset-contact-sheet.png", title=f"artdiff prepare: {source}")
     return DemoResult(source=source, dataset=prepared, sheet=sheet)
 
 
-def _generated_folder(out: Path) -> Path:
+def _generated_folder(out: Path, size: int) -> Path:
     """A procedural art set to stand in for the paintings when they are not present."""
     from artdiff.data.synthetic import SynthConfig, generate_dataset
 
-    synth = generate_dataset(SynthConfig(out=out / "procedural", n=24, size=384, seed=0))
+    synth = generate_dataset(SynthConfig(out=out / "procedural", n=24, size=size, seed=0, progress=False))
     return Path(synth.out) / "images"
