@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 
 # name -> (module, one-line help). Modules are imported only for the command being run,
@@ -11,6 +12,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("artdiff.cli.prepare", "turn a folder of artwork into a clean training set"),
     "synth": ("artdiff.cli.synth", "write a procedural art set with known labels (styles, palettes, grounds)"),
+    "train": ("artdiff.cli.train", "train a model: judge, encoder"),
+    "evaluate": ("artdiff.cli.evaluate", "measure the judge or a joint encoder on a labelled set"),
     "demo": ("artdiff.cli.demo", "run the main job on the shipped model and print where the results are"),
 }
 
@@ -22,7 +25,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Build the parser; only the selected command's module is imported and given its flags."""
     from artdiff import __version__
 
@@ -36,9 +39,11 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         if name == selected:
             module = importlib.import_module(module_name)
-            sub = module.add_parser(subparsers)
+            takes_argv = "argv" in inspect.signature(module.add_parser).parameters  # nested commands
+            sub = module.add_parser(subparsers, argv=argv) if takes_argv else module.add_parser(subparsers)
             sub.set_defaults(run=module.run)
-            _add_common_flags(sub)
+            if not takes_argv:  # nested commands add these to each of their own subcommands
+                _add_common_flags(sub)
         else:
             subparsers.add_parser(name, help=help_text)
     return parser
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run one command, and return its exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(selected if selected in COMMANDS else None)
+    parser = build_parser(selected if selected in COMMANDS else None, argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -1,0 +1,60 @@
+"""`artdiff train METHOD`: one subcommand per training method, each an adapter over one library call."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from typing import Any
+
+from artdiff.cli._args import add_dataclass_args, args_to_config
+
+# method -> (module, config class, train function, help)
+METHODS: dict[str, tuple[str, str, str, str]] = {
+    "judge": ("artdiff.train.judge", "JudgeTrainConfig", "train_judge",
+              "train the style/palette/ground judge on a labelled set (e.g. from artdiff synth)"),
+    "encoder": ("artdiff.train.encoder", "EncoderTrainConfig", "train_encoder",
+                "train a joint text-image encoder from scratch with the CLIP or CLOOB objective"),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction, argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Register `train` and its methods; only the chosen method's module is imported (it imports torch)."""
+    words = [a for a in (argv or []) if not a.startswith("-")]
+    chosen = words[1] if len(words) > 1 and words[0] == "train" else None
+    parser = subparsers.add_parser("train", help="train a model (judge, encoder)",
+                                   description="Train a model. Run `artdiff train METHOD --help` for its options.")
+    methods = parser.add_subparsers(dest="method", metavar="METHOD", title="methods", required=True)
+    for name, (module_name, config_name, _, help_text) in METHODS.items():
+        sub = methods.add_parser(name, help=help_text, description=help_text)
+        if name != chosen:
+            continue
+        sub.add_argument("--data", required=True, metavar="DIR", help="dataset folder (images + manifest.jsonl)")
+        add_dataclass_args(sub, getattr(importlib.import_module(module_name), config_name), skip=("data",))
+        sub.add_argument("--json", action="store_true", help="print a machine-readable result as JSON")
+        sub.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the method's config, train, and print where the result is."""
+    module_name, config_name, function_name, _ = METHODS[args.method]
+    module = importlib.import_module(module_name)
+    cfg = args_to_config(getattr(module, config_name), args, data=args.data)
+    if args.json:
+        cfg.progress = False
+    result = getattr(module, function_name)(cfg)
+    summary = _summary(result)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("\n".join(f"{key}: {value}" for key, value in summary.items()))
+    return 0
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    if hasattr(result, "to_json"):
+        return result.to_json()
+    from dataclasses import asdict
+
+    return {k: (str(v) if not isinstance(v, (int, float, dict, list)) else v) for k, v in asdict(result).items()}
