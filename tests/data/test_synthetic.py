@@ -53,6 +53,14 @@ def test_every_style_paints_the_same_composition_at_any_size():
         assert np.abs(shrunk - pixels(small, 0)).mean() < 0.12, style
 
 
+@pytest.mark.parametrize("size, supersample", [(8, 0), (8, 1), (13, 2)])
+def test_every_style_paints_at_the_smallest_sizes(size, supersample):
+    for style in STYLES:
+        cfg = SynthConfig(n=1, size=size, seed=0, supersample=supersample, styles=[style])
+        for index in range(12):
+            assert render(cfg, index).image.size == (size, size)
+
+
 def test_all_labels_are_reachable_and_filters_hold():
     seen = [plan_image(SynthConfig(n=1, seed=1), i).labels for i in range(400)]
     for key, vocab in (("style", STYLES), ("palette", PALETTES), ("ground", GROUNDS)):

@@ -74,7 +74,9 @@ class Canvas:
 
     def rect(self, x0: float, y0: float, x1: float, y1: float, fill: RGB) -> None:
         """Fill the box [x0, x1) x [y0, y1), so boxes that share an edge neither overlap nor gap."""
-        self.draw.rectangle((self.p(x0), self.p(y0), self.p(x1) - 1, self.p(y1) - 1), fill=fill)
+        box = (self.p(x0), self.p(y0), self.p(x1) - 1, self.p(y1) - 1)
+        if box[2] >= box[0] and box[3] >= box[1]:  # a box thinner than a pixel covers none
+            self.draw.rectangle(box, fill=fill)
 
     def circle(self, cx: float, cy: float, r: float, fill: RGB | None = None, *, outline: RGB | None = None,
                width: float = 0.0, ry: float | None = None) -> None:
