@@ -96,3 +96,28 @@ def test_two_workers_give_the_same_dataset(tmp_path):
     assert strip(tmp_path / "one") == strip(tmp_path / "two")
     report = json.loads((tmp_path / "two" / "report.json").read_text())
     assert report["summary"]["outputs"] == 6
+
+
+def test_ctrl_c_with_workers_stops_promptly_and_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for i in range(300):
+        save(pattern(64, 64, seed=i), tmp_path / "src" / f"art{i:03d}.png")
+    command = [sys.executable, "-m", "artdiff", "prepare", str(tmp_path / "src"), str(tmp_path / "dst"),
+               "--size", "32", "--workers", "2", "--no-dedup"]
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    scan_cache = tmp_path / "dst" / ".prepare" / "scan.jsonl"
+    deadline = time.monotonic() + 60
+    while not (scan_cache.is_file() and scan_cache.stat().st_size) and process.poll() is None:
+        assert time.monotonic() < deadline, "prepare never started scanning"
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and err.strip() == "artdiff prepare: interrupted"
+    result = run(tmp_path / "src", tmp_path / "dst", dedup=False)
+    assert result.outputs == 300

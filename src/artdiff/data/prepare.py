@@ -43,7 +43,7 @@ from artdiff.data.prepare_image import (
 )
 from artdiff.errors import UserError
 from artdiff.utils.images import is_image_path
-from artdiff.utils.io import append_jsonl, atomic_write_json, read_jsonl
+from artdiff.utils.io import JsonlAppender, atomic_write_json, read_jsonl
 from artdiff.utils.parallel import parallel_map, process_pool
 from artdiff.utils.progress import progress
 
@@ -202,9 +202,10 @@ def _scan(cfg: PrepareConfig, keys: list[str], state: Path, pool: Executor | Non
         else:
             todo.append(key)
     scanned = parallel_map(_scan_one, todo, pool=pool, args=(cfg.src, cfg.max_pixels))
-    for result in progress(scanned, total=len(todo), desc="scan", enabled=cfg.progress):
-        results[result.key] = result
-        append_jsonl(cache_file, scan_to_dict(result))
+    with JsonlAppender(cache_file) as cache_journal:
+        for result in progress(scanned, total=len(todo), desc="scan", enabled=cfg.progress):
+            results[result.key] = result
+            cache_journal.append(scan_to_dict(result))
     return [results[k] for k in keys]
 
 
@@ -251,10 +252,11 @@ def _transform(cfg: PrepareConfig, jobs: list[SourceJob], state: Path,
         else:
             todo.append(job)
     reused = len(outcomes)
-    for outcome in progress(parallel_map(process_source, todo, pool=pool, args=(cfg,)),
-                            total=len(todo), desc="prepare", enabled=cfg.progress):
-        append_jsonl(journal, outcome.__dict__)
-        outcomes.append(outcome)
+    with JsonlAppender(journal) as done_journal:
+        for outcome in progress(parallel_map(process_source, todo, pool=pool, args=(cfg,)),
+                                total=len(todo), desc="prepare", enabled=cfg.progress):
+            done_journal.append(outcome.__dict__)
+            outcomes.append(outcome)
     return sorted(outcomes, key=lambda o: o.key), reused
 
 

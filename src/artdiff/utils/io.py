@@ -65,9 +65,27 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one record and flush it to disk, for journals that must survive an interruption."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+class JsonlAppender:
+    """Append records to a journal, one flushed line each, keeping the file open between appends.
+
+    Lines are flushed, not fsynced: they survive the process being killed, and a line torn by a
+    power cut is dropped by read_jsonl, so that work is simply redone.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record as a line and flush it."""
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        """Close the journal."""
+        self.handle.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from typing import TypeVar
@@ -30,8 +31,20 @@ def process_pool(workers: int) -> Iterator[Executor | None]:
     if count == 1:
         yield None
         return
-    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_interrupts)
+    try:
         yield pool
+    except BaseException:
+        # Ctrl-C or an error: drop the queued work; workers (which ignore Ctrl-C) finish their one item.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them; otherwise each would print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def parallel_map(fn: Callable[..., R], items: Sequence[T], *, pool: Executor | None, args: tuple = ()) -> Iterator[R]:
