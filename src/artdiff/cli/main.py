@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import signal
 import sys
 
 # name -> (module, one-line help). Modules are imported only for the command being run,
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill stops as cleanly as Ctrl-C: workers, temp files
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
@@ -73,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"artdiff {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return 2 if _is_user_error(error) else 1
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _is_user_error(error: BaseException) -> bool:
