@@ -1,0 +1,113 @@
+"""Our sampling loop against diffusers' scheduler loop on the same UNet, weights, timesteps and noise.
+
+For each UNet size (tiny, small), batch (1, 8) and sampler (Euler, DDIM, DPM++ 2M) it checks that the
+outputs are equal (max abs difference) and prints the time ratio ours / diffusers (median of repeats).
+Usage: python benchmarks/sampler_vs_diffusers.py [--json] [--steps 20] [--repeats 3] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UNet2DConditionModel
+
+from artdiff.core.denoisers import DiscreteDenoiser
+from artdiff.core.samplers import sample_ddim, sample_dpmpp_2m, sample_euler
+from artdiff.core.schedules import append_zero, sigmas_at
+
+SD = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+      "steps_offset": 1}
+UNETS = {
+    "tiny": {"block_out_channels": (32, 64), "layers_per_block": 1, "cross_attention_dim": 32, "norm_num_groups": 8,
+             "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+             "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"), "sample_size": 16},
+    "small": {"block_out_channels": (64, 128, 256), "layers_per_block": 2, "cross_attention_dim": 128,
+              "attention_head_dim": 8, "sample_size": 32,
+              "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+              "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")},
+}
+SAMPLERS = {
+    "euler": (EulerDiscreteScheduler, sample_euler),
+    "ddim": (DDIMScheduler, sample_ddim),
+    "dpm++2m": (DPMSolverMultistepScheduler, sample_dpmpp_2m),
+}
+
+
+def diffusers_loop(unet, scheduler, noise, cond, steps):
+    scheduler.set_timesteps(steps)
+    x = noise * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        eps = unet(scheduler.scale_model_input(x, t), t, encoder_hidden_states=cond).sample
+        x = scheduler.step(eps, t, x).prev_sample
+    return x
+
+
+def our_loop(unet, scheduler, noise, cond, steps, sampler):
+    denoiser = DiscreteDenoiser(lambda x, t, **c: unet(x, t, **c).sample, scheduler.alphas_cumprod)
+    if isinstance(scheduler, EulerDiscreteScheduler):
+        sigmas = scheduler.sigmas.to(torch.float64)  # same timesteps: the scheduler's own sigmas
+        x = noise * scheduler.init_noise_sigma
+    else:
+        sigmas = append_zero(sigmas_at(scheduler.timesteps.to(torch.float64), denoiser.sigma_table))
+        x = noise * (sigmas[0] ** 2 + 1).sqrt().to(noise.dtype)
+    return sampler(denoiser, x, sigmas.to(noise.device), extra={"encoder_hidden_states": cond})
+
+
+def timed(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for size, spec in UNETS.items():
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel(**spec).to(args.device).eval()
+        for batch in (1, 8):
+            generator = torch.Generator().manual_seed(0)
+            shape = (batch, 4, spec["sample_size"], spec["sample_size"])
+            noise = torch.randn(shape, generator=generator).to(args.device)
+            cond = torch.randn(batch, 8, spec["cross_attention_dim"], generator=generator).to(args.device)
+            for name, (scheduler_cls, sampler) in SAMPLERS.items():
+                # SD's scheduler config: no x0 clipping (DDIMScheduler clips by default).
+                scheduler = scheduler_cls(**SD, **({"clip_sample": False} if scheduler_cls is DDIMScheduler else {}))
+                ref_s, ref = timed(lambda: diffusers_loop(unet, scheduler, noise, cond, args.steps), args.repeats)
+                our_s, got = timed(lambda: our_loop(unet, scheduler, noise, cond, args.steps, sampler), args.repeats)
+                rows.append({"unet": size, "batch": batch, "sampler": name, "diffusers_s": round(ref_s, 4),
+                             "artdiff_s": round(our_s, 4), "ratio": round(our_s / ref_s, 3),
+                             "max_abs_diff": float((got - ref).abs().max())})
+    result = {"machine": f"{platform.machine()} {args.device}, {args.threads} threads", "steps": args.steps,
+              "torch": torch.__version__, "rows": rows}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{args.steps} steps on {result['machine']}; ratio = artdiff / diffusers (below 1: ours is faster)")
+    for r in rows:
+        print(f"  {r['unet']:5s} batch {r['batch']}  {r['sampler']:8s} diffusers {r['diffusers_s']:7.3f}s  "
+              f"artdiff {r['artdiff_s']:7.3f}s  ratio {r['ratio']:.3f}  max|diff| {r['max_abs_diff']:.1e}")
+
+
+if __name__ == "__main__":
+    main()
