@@ -1,0 +1,270 @@
+"""The one training loop every method shares (the only user of accelerate).
+
+A method supplies a TrainTask: its model, how to load a batch of examples, its loss, and optionally
+fixed-seed samples and how to save the finished model. The loop owns the rest: data order,
+accumulation, clipping, EMA, mixed precision, checkpoints with exact resume, Ctrl-C, NaN guard,
+sample grids and logs. Randomness is derived from (seed, step, example position), never from the
+process layout, so 2 processes give the result of 1 at the same global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import yaml
+from accelerate import Accelerator
+
+from artdiff.config import load_yaml, to_dict
+from artdiff.core.ema import EMA, ema_decay
+from artdiff.errors import UserError
+from artdiff.train.checkpoint import LoopState, checkpoint_dirs, load_checkpoint, save_checkpoint
+from artdiff.train.loop_config import RESUMABLE_CHANGES, LoopConfig
+from artdiff.train.sample_grid import save_grid
+from artdiff.utils.io import atomic_write_text
+from artdiff.utils.progress import progress
+
+
+class TrainTask(Protocol):
+    """What a training method gives the loop."""
+
+    model: torch.nn.Module
+
+    def trainable(self) -> list[torch.nn.Parameter]: ...  # the parameters to optimise
+    def dataset_size(self) -> int: ...
+    def batch(self, indices: list[int]) -> Any: ...  # examples at these dataset indices
+    def loss(self, model: torch.nn.Module, batch: Any, seeds: list[int]) -> torch.Tensor: ...  # seeds: one per example
+    def sample(self, model: torch.nn.Module) -> torch.Tensor | None: ...  # fixed-seed images (N, 3, H, W) in [0, 1]
+    def save(self, model: torch.nn.Module, directory: Path) -> None: ...  # write the model directory
+
+
+@dataclass
+class LoopResult:
+    """How a run ended and where its outputs are."""
+
+    run_dir: Path
+    model_dir: Path | None
+    steps: int
+    interrupted: bool = False
+    skipped_steps: int = 0
+    final_loss: float = float("nan")
+    seconds: float = 0.0
+    samples: list[Path] = field(default_factory=list)
+
+
+def example_seeds(seed: int, step: int, start: int, count: int) -> list[int]:
+    """One seed per example of a step, from its position in the global batch (so sharding cannot change it)."""
+    return [(seed * 1_000_003 + step * 65_537 + start + i) % 2**63 for i in range(count)]
+
+
+def data_order(seed: int, size: int, position: int, count: int) -> list[int]:
+    """Dataset indices for examples [position, position + count): a fresh permutation each epoch."""
+    indices: list[int] = []
+    while len(indices) < count:
+        epoch, offset = divmod(position + len(indices), size)
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+        indices.extend(order[offset: offset + count - len(indices)].tolist())
+    return indices
+
+
+def run_training(cfg: LoopConfig, task: TrainTask, *, method_config: Any = None) -> LoopResult:
+    """Train `task` under `cfg`, resuming from the run folder's last checkpoint when there is one."""
+    started = time.perf_counter()
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no",
+                              log_with=None if cfg.report_to == "none" else cfg.report_to,
+                              project_dir=str(cfg.out))
+    world, rank = accelerator.num_processes, accelerator.process_index
+    micro = cfg.batch_size // cfg.grad_accum
+    if micro % world:
+        raise UserError(f"--batch-size {cfg.batch_size} / --grad-accum {cfg.grad_accum} must split evenly over "
+                        f"{world} processes")
+    if accelerator.is_main_process:
+        _check_run_dir(cfg, method_config)
+    accelerator.wait_for_everyone()
+    if cfg.gradient_checkpointing and hasattr(task.model, "enable_gradient_checkpointing"):
+        task.model.enable_gradient_checkpointing()
+    params = task.trainable()
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(cfg, step))
+    model, optimizer = accelerator.prepare(task.model, optimizer)
+    state, ema = LoopState(), EMA(params) if cfg.ema_decay > 0 else None
+    existing = checkpoint_dirs(cfg.out)
+    if existing:
+        state, ema_state = load_checkpoint(existing[-1], model=accelerator.unwrap_model(model), optimizer=optimizer,
+                                           scheduler=scheduler)
+        if ema is not None and ema_state is not None:
+            ema.load_state_dict(ema_state)
+    if cfg.report_to != "none":
+        accelerator.init_trackers("artdiff", config={k: str(v) for k, v in to_dict(cfg).items()})
+
+    stop = _StopFlag()
+    result = LoopResult(run_dir=cfg.out, model_dir=None, steps=state.step)
+    log_path = cfg.out / "log.jsonl"
+    with stop.installed(), open(log_path, "a", encoding="utf-8") if accelerator.is_main_process else \
+            contextlib.nullcontext() as log:
+        steps = range(state.step, cfg.max_steps)
+        for _ in progress(steps, total=len(steps), desc="train", enabled=cfg.progress and accelerator.is_main_process):
+            loss = _one_step(cfg, task, model, optimizer, accelerator, state, micro, world, rank)
+            if math.isfinite(loss):
+                scheduler.step()
+                state.bad_steps = 0
+                if ema is not None:
+                    ema.update(params, ema_decay(state.step + 1, decay=cfg.ema_decay, warmup=cfg.ema_warmup))
+                result.final_loss = loss
+            else:
+                state.bad_steps += 1
+                state.skipped_steps += 1
+            state.step += 1
+            state.position += cfg.batch_size
+            if state.bad_steps >= cfg.nan_patience:
+                last = checkpoint_dirs(cfg.out)
+                raise UserError(f"training diverged: {state.bad_steps} non-finite steps in a row at step {state.step}; "
+                                f"last good checkpoint: {last[-1] if last else 'none'}; try a lower --lr")
+            if log is not None and (state.step % cfg.log_every == 0 or state.step == cfg.max_steps):
+                record = {"step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0]}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                accelerator.log({"loss": loss, "lr": record["lr"]}, step=state.step)
+            due = state.step % cfg.checkpoint_every == 0 or stop.requested or state.step == cfg.max_steps
+            if due and state.bad_steps == 0:  # never rotate a good checkpoint out during a non-finite streak
+                _save(cfg, accelerator, state, model, ema, optimizer, scheduler)
+            if cfg.sample_every and state.step % cfg.sample_every == 0 and accelerator.is_main_process:
+                result.samples += _samples(cfg, task, accelerator.unwrap_model(model), params, ema, state.step)
+            if stop.requested:
+                result.interrupted = True
+                break
+    result.steps, result.skipped_steps = state.step, state.skipped_steps
+    if not result.interrupted and accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        if not cfg.sample_every or state.step % cfg.sample_every:
+            result.samples += _samples(cfg, task, unwrapped, params, ema, state.step)
+        with _ema_weights(params, ema):
+            result.model_dir = cfg.out / "model"
+            task.save(unwrapped, result.model_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _one_step(cfg: LoopConfig, task: TrainTask, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              accelerator: Accelerator, state: LoopState, micro: int, world: int, rank: int) -> float:
+    """Accumulate gradients over the micro-batches of one global batch, clip, and step; return the mean loss."""
+    indices = data_order(cfg.seed, task.dataset_size(), state.position, cfg.batch_size)
+    seeds = example_seeds(cfg.seed, state.step, 0, cfg.batch_size)
+    share = micro // world
+    total = torch.zeros((), device=accelerator.device)
+    for m in range(cfg.grad_accum):
+        start = m * micro + rank * share
+        sync = contextlib.nullcontext() if m == cfg.grad_accum - 1 else accelerator.no_sync(model)
+        with sync, accelerator.autocast():
+            loss = task.loss(model, task.batch(indices[start:start + share]), seeds[start:start + share])
+            accelerator.backward(loss / cfg.grad_accum)
+        total += loss.detach() / cfg.grad_accum
+    mean_loss = float(accelerator.reduce(total, reduction="mean"))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    finite = math.isfinite(mean_loss) and all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+    if finite:
+        if cfg.grad_clip > 0:
+            accelerator.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return mean_loss if finite else float("nan")
+
+
+def _lr_factor(cfg: LoopConfig, step: int) -> float:
+    """Linear warmup, then constant, cosine or linear decay to zero at max_steps."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress_ = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
+    if cfg.lr_schedule == "linear":
+        return max(0.0, 1 - progress_)
+    return 1.0
+
+
+def _check_run_dir(cfg: LoopConfig, method_config: Any) -> None:
+    """Write config.yaml, or check that the run folder holds this same run before resuming it."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    path = cfg.out / "config.yaml"
+    current = {"loop": to_dict(cfg), "method": to_dict(method_config) if method_config is not None else {}}
+    if path.is_file() and checkpoint_dirs(cfg.out):
+        previous = load_yaml(path)
+        changed = sorted(k for k in set(previous.get("loop", {})) | set(current["loop"])
+                         if k not in RESUMABLE_CHANGES and previous.get("loop", {}).get(k) != current["loop"].get(k))
+        changed += sorted(k for k in set(previous.get("method", {})) | set(current["method"])
+                          if previous.get("method", {}).get(k) != current["method"].get(k))
+        if changed:
+            raise UserError(f"{cfg.out} holds a run with other options ({', '.join(changed)}); use a new --out "
+                            "to start afresh, or the same options to resume")
+    atomic_write_text(path, yaml.safe_dump(current, sort_keys=False))
+
+
+def _save(cfg: LoopConfig, accelerator: Accelerator, state: LoopState, model: torch.nn.Module, ema: EMA | None,
+          optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    if accelerator.is_main_process:
+        save_checkpoint(cfg.out, state, model=accelerator.unwrap_model(model),
+                        ema=ema.state_dict() if ema is not None else None, optimizer=optimizer, scheduler=scheduler,
+                        keep=cfg.keep_checkpoints)
+    accelerator.wait_for_everyone()
+
+
+def _samples(cfg: LoopConfig, task: TrainTask, model: torch.nn.Module, params: list, ema: EMA | None,
+             step: int) -> list[Path]:
+    """A fixed-seed grid from the EMA weights, so grids at different steps are comparable."""
+    with _ema_weights(params, ema), torch.no_grad():
+        was_training = model.training
+        model.eval()
+        images = task.sample(model)
+        model.train(was_training)
+    if images is None:
+        return []
+    return [save_grid(images, cfg.out / "samples" / f"step-{step:06d}.png")]
+
+
+@contextlib.contextmanager
+def _ema_weights(params: list[torch.nn.Parameter], ema: EMA | None):
+    """Swap the EMA weights in for the block, then put the trained ones back."""
+    if ema is None:
+        yield
+        return
+    saved = [p.detach().clone() for p in params]
+    ema.copy_to(params)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
+
+
+class _StopFlag:
+    """Ctrl-C or SIGTERM during training: finish the step, checkpoint, and stop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for s in previous:
+                signal.signal(s, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = {}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -1,0 +1,56 @@
+"""Options of the shared training loop (every `artdiff train METHOD` has these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from artdiff.config import option
+
+# Options that may change between an interrupted run and its resumption without changing the result.
+RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "sample_every", "log_every", "progress",
+                     "report_to", "out")
+
+
+@dataclass
+class LoopConfig:
+    """How to optimise: batch, schedule, EMA, precision, checkpoints and samples."""
+
+    out: Path = option(Path("runs/run"), "run folder: config, checkpoints, samples, logs and the final model")
+    max_steps: int = option(1000, "optimizer steps")
+    batch_size: int = option(32, "examples per optimizer step, over all processes and accumulation steps")
+    grad_accum: int = option(1, "split each batch into this many micro-batches (same result, less memory)")
+    lr: float = option(1e-4, "peak learning rate (AdamW)")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_steps: int = option(100, "linear warmup from 0 to --lr")
+    lr_schedule: Literal["constant", "cosine", "linear"] = option("cosine", "decay after warmup")
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0 disables)")
+    ema_decay: float = option(0.999, "EMA of the weights, used for samples and the final model (0 disables)")
+    ema_warmup: bool = option(True, "ramp the EMA decay up from 0 (the average starts from the trained weights)")
+    mixed_precision: Literal["no", "fp16", "bf16"] = option("no", "autocast precision on GPU (CPU trains in fp32)")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
+    checkpoint_every: int = option(500, "save a full checkpoint every N steps (also on Ctrl-C)")
+    keep_checkpoints: int = option(2, "keep the last K checkpoints")
+    sample_every: int = option(0, "write a fixed-seed sample grid every N steps (0: only at the end)")
+    log_every: int = option(10, "log the loss every N steps")
+    nan_patience: int = option(5, "stop after this many non-finite steps in a row (each is skipped)")
+    seed: int = option(0, "seed of the data order, noise and initialisation")
+    report_to: Literal["none", "tensorboard", "wandb"] = option("none", "tracker for the logs (through accelerate)")
+    progress: bool = option(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        checks = [
+            (self.max_steps >= 1, "--max-steps must be at least 1"),
+            (self.batch_size >= 1 and self.grad_accum >= 1, "--batch-size and --grad-accum must be at least 1"),
+            (self.batch_size % self.grad_accum == 0, "--batch-size must be a multiple of --grad-accum"),
+            (self.lr > 0, "--lr must be positive"),
+            (0 <= self.ema_decay < 1, "--ema-decay must be in [0, 1)"),
+            (self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "--checkpoint-every and --keep-checkpoints "
+                                                                        "must be at least 1"),
+            (self.nan_patience >= 1, "--nan-patience must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
