@@ -58,13 +58,13 @@ def our_loop(unet, scheduler, noise, cond, steps, sampler):
     return sampler(denoiser, x, sigmas.to(noise.device), extra={"encoder_hidden_states": cond})
 
 
-def timed(fn, repeats):
+def timed(fn, repeats, *args):
     times, out = [], None
     for _ in range(repeats):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = fn()
+        out = fn(*args)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -93,8 +93,8 @@ def main() -> None:
             for name, (scheduler_cls, sampler) in SAMPLERS.items():
                 # SD's scheduler config: no x0 clipping (DDIMScheduler clips by default).
                 scheduler = scheduler_cls(**SD, **({"clip_sample": False} if scheduler_cls is DDIMScheduler else {}))
-                ref_s, ref = timed(lambda: diffusers_loop(unet, scheduler, noise, cond, args.steps), args.repeats)
-                our_s, got = timed(lambda: our_loop(unet, scheduler, noise, cond, args.steps, sampler), args.repeats)
+                ref_s, ref = timed(diffusers_loop, args.repeats, unet, scheduler, noise, cond, args.steps)
+                our_s, got = timed(our_loop, args.repeats, unet, scheduler, noise, cond, args.steps, sampler)
                 rows.append({"unet": size, "batch": batch, "sampler": name, "diffusers_s": round(ref_s, 4),
                              "artdiff_s": round(our_s, 4), "ratio": round(our_s / ref_s, 3),
                              "max_abs_diff": float((got - ref).abs().max())})

@@ -30,7 +30,7 @@ class ToyTask:
     def batch(self, indices):
         return self.x[indices], self.y[indices]
 
-    def loss(self, model, batch, seeds):
+    def loss(self, model, batch, seeds, step_index):
         x, y = batch
         noise = torch.stack([torch.randn(2, generator=torch.Generator().manual_seed(s)) for s in seeds])
         step = self.calls

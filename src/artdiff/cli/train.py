@@ -13,6 +13,8 @@ from artdiff.cli._args import add_dataclass_args, args_to_config
 METHODS: dict[str, tuple[str, str, str, str]] = {
     "judge": ("artdiff.train.judge", "JudgeTrainConfig", "train_judge",
               "train the style/palette/ground judge on a labelled set (e.g. from artdiff synth)"),
+    "vae": ("artdiff.train.vae", "VaeTrainConfig", "train_vae",
+            "train an AutoencoderKL from scratch and measure its latent scale on the data"),
     "encoder": ("artdiff.train.encoder", "EncoderTrainConfig", "train_encoder",
                 "train a joint text-image encoder from scratch with the CLIP or CLOOB objective"),
 }

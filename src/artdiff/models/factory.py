@@ -155,3 +155,35 @@ def copy_tokenizer(source: Path, path: Path) -> None:
 def write_artdiff_json(path: Path, data: dict[str, Any]) -> None:
     """Write a model folder's artdiff.json (DESIGN §3), atomically."""
     atomic_write_json(path / "artdiff.json", data)
+
+
+def load_vae(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+             ) -> tuple[Any, float]:
+    """An AutoencoderKL folder (or a model folder's vae/) and its latent scale (artdiff.json, else config.json)."""
+    from diffusers import AutoencoderKL
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
+        folder = folder / "vae"
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{path} is not an autoencoder folder (no config.json); train one with `artdiff train vae`")
+    vae = _from_pretrained(AutoencoderKL, folder, torch_dtype=dtype).to(device).eval()
+    info = read_json(folder / "artdiff.json") or read_json(folder.parent / "artdiff.json") or {}
+    scale = info.get("latent_scale") or vae.config.get("scaling_factor")
+    if not scale:
+        raise UserError(f"{folder} does not record its latent scale (artdiff.json latent_scale or config.json "
+                        "scaling_factor)")
+    return vae, float(scale)
+
+
+def save_diffusers_model(model: Any, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+    """save_pretrained a diffusers model into a fresh folder (written beside, then renamed) plus artdiff.json."""
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if info is not None:
+        write_artdiff_json(tmp, info)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final

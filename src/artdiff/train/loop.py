@@ -40,7 +40,7 @@ class TrainTask(Protocol):
     def trainable(self) -> list[torch.nn.Parameter]: ...  # the parameters to optimise
     def dataset_size(self) -> int: ...
     def batch(self, indices: list[int]) -> Any: ...  # examples at these dataset indices
-    def loss(self, model: torch.nn.Module, batch: Any, seeds: list[int]) -> torch.Tensor: ...  # seeds: one per example
+    def loss(self, model: torch.nn.Module, batch: Any, seeds: list[int], step: int) -> torch.Tensor: ...  # seed per example
     def sample(self, model: torch.nn.Module) -> torch.Tensor | None: ...  # fixed-seed images (N, 3, H, W) in [0, 1]
     def save(self, model: torch.nn.Module, directory: Path) -> None: ...  # write the model directory
 
@@ -58,6 +58,13 @@ class LoopResult:
     seconds: float = 0.0
     samples: list[Path] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"run_dir": str(self.run_dir), "model_dir": str(self.model_dir) if self.model_dir else None,
+                "steps": self.steps, "interrupted": self.interrupted, "skipped_steps": self.skipped_steps,
+                "final_loss": self.final_loss, "seconds": round(self.seconds, 2),
+                "samples": [str(p) for p in self.samples]}
+
 
 def example_seeds(seed: int, step: int, start: int, count: int) -> list[int]:
     """One seed per example of a step, from its position in the global batch (so sharding cannot change it)."""
@@ -74,8 +81,8 @@ def data_order(seed: int, size: int, position: int, count: int) -> list[int]:
     return indices
 
 
-def run_training(cfg: LoopConfig, task: TrainTask, *, method_config: Any = None) -> LoopResult:
-    """Train `task` under `cfg`, resuming from the run folder's last checkpoint when there is one."""
+def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
+    """Train `task` under `cfg` (a method's config extends LoopConfig), resuming from the last checkpoint."""
     started = time.perf_counter()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no",
                               log_with=None if cfg.report_to == "none" else cfg.report_to,
@@ -86,7 +93,7 @@ def run_training(cfg: LoopConfig, task: TrainTask, *, method_config: Any = None)
         raise UserError(f"--batch-size {cfg.batch_size} / --grad-accum {cfg.grad_accum} must split evenly over "
                         f"{world} processes")
     if accelerator.is_main_process:
-        _check_run_dir(cfg, method_config)
+        _check_run_dir(cfg)
     accelerator.wait_for_everyone()
     if cfg.gradient_checkpointing and hasattr(task.model, "enable_gradient_checkpointing"):
         task.model.enable_gradient_checkpointing()
@@ -165,7 +172,7 @@ def _one_step(cfg: LoopConfig, task: TrainTask, model: torch.nn.Module, optimize
         start = m * micro + rank * share
         sync = contextlib.nullcontext() if m == cfg.grad_accum - 1 else accelerator.no_sync(model)
         with sync, accelerator.autocast():
-            loss = task.loss(model, task.batch(indices[start:start + share]), seeds[start:start + share])
+            loss = task.loss(model, task.batch(indices[start:start + share]), seeds[start:start + share], state.step)
             accelerator.backward(loss / cfg.grad_accum)
         total += loss.detach() / cfg.grad_accum
     mean_loss = float(accelerator.reduce(total, reduction="mean"))
@@ -191,17 +198,15 @@ def _lr_factor(cfg: LoopConfig, step: int) -> float:
     return 1.0
 
 
-def _check_run_dir(cfg: LoopConfig, method_config: Any) -> None:
+def _check_run_dir(cfg: LoopConfig) -> None:
     """Write config.yaml, or check that the run folder holds this same run before resuming it."""
     cfg.out.mkdir(parents=True, exist_ok=True)
     path = cfg.out / "config.yaml"
-    current = {"loop": to_dict(cfg), "method": to_dict(method_config) if method_config is not None else {}}
+    current = to_dict(cfg)
     if path.is_file() and checkpoint_dirs(cfg.out):
         previous = load_yaml(path)
-        changed = sorted(k for k in set(previous.get("loop", {})) | set(current["loop"])
-                         if k not in RESUMABLE_CHANGES and previous.get("loop", {}).get(k) != current["loop"].get(k))
-        changed += sorted(k for k in set(previous.get("method", {})) | set(current["method"])
-                          if previous.get("method", {}).get(k) != current["method"].get(k))
+        changed = sorted(k for k in set(previous) | set(current)
+                         if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k))
         if changed:
             raise UserError(f"{cfg.out} holds a run with other options ({', '.join(changed)}); use a new --out "
                             "to start afresh, or the same options to resume")
