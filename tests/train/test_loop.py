@@ -70,3 +70,12 @@ def test_data_order_visits_every_example_once_per_epoch():
     order = data_order(seed=3, size=10, position=0, count=20)
     assert sorted(order[:10]) == list(range(10)) and sorted(order[10:]) == list(range(10))
     assert data_order(seed=3, size=10, position=7, count=5) == order[7:12]
+
+
+def test_missing_tracker_package_is_a_clear_error(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(UserError, match="pip install wandb"):
+        run_training(config(tmp_path / "run", report_to="wandb"), ToyTask())

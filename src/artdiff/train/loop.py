@@ -84,6 +84,7 @@ def data_order(seed: int, size: int, position: int, count: int) -> list[int]:
 def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
     """Train `task` under `cfg` (a method's config extends LoopConfig), resuming from the last checkpoint."""
     started = time.perf_counter()
+    _check_tracker(cfg.report_to)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no",
                               log_with=None if cfg.report_to == "none" else cfg.report_to,
                               project_dir=str(cfg.out))
@@ -184,6 +185,15 @@ def _one_step(cfg: LoopConfig, task: TrainTask, model: torch.nn.Module, optimize
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return mean_loss if finite else float("nan")
+
+
+def _check_tracker(report_to: str) -> None:
+    """A clear error when the chosen tracker's package is not installed."""
+    import importlib.util
+
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(report_to)
+    if package and importlib.util.find_spec(package) is None:
+        raise UserError(f"--report-to {report_to} needs the {package} package: pip install {package}")
 
 
 def _lr_factor(cfg: LoopConfig, step: int) -> float:
