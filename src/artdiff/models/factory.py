@@ -187,3 +187,19 @@ def save_diffusers_model(model: Any, path: str | Path, *, info: dict[str, Any] |
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
+
+
+def read_model_info(path: str | Path) -> Any:
+    """A model directory's artdiff.json as a ModelInfo, or a one-line error."""
+    from artdiff.models.model_info import ModelInfo
+
+    file = Path(path) / "artdiff.json"
+    data = read_json(file)
+    if data is None:
+        raise UserError(f"{path} has no artdiff.json; it is not an artdiff model directory")
+    return ModelInfo.from_dict(data, where=str(file))
+
+
+def write_model_info(path: str | Path, info: Any) -> None:
+    """Write a ModelInfo as the directory's artdiff.json, atomically."""
+    write_artdiff_json(Path(path), info.to_dict())

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from artdiff import __version__
 from artdiff.config import option, to_dict
 from artdiff.data.dataset import ImageDataset
 from artdiff.models.discriminator import PatchDiscriminator
 from artdiff.models.factory import save_diffusers_model
 from artdiff.models.latents import measure_latent_scale
+from artdiff.models.model_info import ModelInfo
 from artdiff.models.vae_specs import build_vae, vae_preset
 from artdiff.train.loop import LoopResult, run_training
 from artdiff.train.loop_config import LoopConfig
@@ -97,11 +97,10 @@ class VaeTask:
         batches = (self.data.images(list(range(i, min(i + 64, count)))) for i in range(0, count, 64))
         scale = measure_latent_scale(vae, batches, generator=torch.Generator().manual_seed(self.cfg.seed))
         vae.register_to_config(scaling_factor=scale)
-        info = {"kind": "vae", "latent_scale": scale, "artdiff_version": __version__,
-                "preprocessing": {"size": self.cfg.size, "kernel": "lanczos", "antialias": True, "crop": True,
-                                  "range": [-1, 1]},
-                "recipe": to_dict(self.cfg)}
-        save_diffusers_model(vae, directory, info=info)
+        info = ModelInfo(kind="vae", latent_scale=scale, recipe=to_dict(self.cfg),
+                         preprocessing={"size": self.cfg.size, "kernel": "lanczos", "antialias": True, "crop": True,
+                                        "range": [-1, 1]})
+        save_diffusers_model(vae, directory, info=info.to_dict())
 
 
 def train_vae(cfg: VaeTrainConfig) -> LoopResult:

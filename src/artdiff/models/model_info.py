@@ -1,0 +1,68 @@
+"""artdiff.json: what a model directory needs to be used correctly (DESIGN.md §3).
+
+kind, parameterization, noise schedule, conditioning and its null condition, the preprocessing
+contract the model was trained with, the latent scale measured on the data, and the recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from artdiff import __version__
+from artdiff.errors import UserError
+
+KINDS = ("embedding-ldm", "stable-diffusion", "image-variation", "unconditional", "ccld", "vae", "joint-encoder",
+         "judge", "textual-inversion", "lora")
+PARAMETERIZATIONS = ("eps", "v", "x0")
+SCHEDULE_TYPES = ("discrete", "cosine")
+CONDITIONING_TYPES = ("text-tokens", "joint-embedding", "image-embedding", "none")
+
+
+@dataclass
+class ModelInfo:
+    """The contents of a model directory's artdiff.json."""
+
+    kind: str
+    parameterization: str | None = None
+    # {"type": "discrete", "beta_schedule", "beta_start", "beta_end", "num_train_timesteps"} or {"type": "cosine"}
+    schedule: dict[str, Any] | None = None
+    # {"type": one of CONDITIONING_TYPES, "dim": int, "null": "zeros" | "learned" | "empty-prompt"}
+    conditioning: dict[str, Any] | None = None
+    preprocessing: dict[str, Any] | None = None  # the contract re-applied at inference
+    latent_scale: float | None = None
+    recipe: dict[str, Any] | None = None  # the training config that produced the model
+    artdiff_version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific fields, kept as they are
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.kind in KINDS, f"kind {self.kind!r} is not one of {', '.join(KINDS)}"),
+            (self.parameterization in (None, *PARAMETERIZATIONS),
+             f"parameterization {self.parameterization!r} is not one of {', '.join(PARAMETERIZATIONS)}"),
+            (self.schedule is None or self.schedule.get("type") in SCHEDULE_TYPES,
+             f"schedule type must be one of {', '.join(SCHEDULE_TYPES)}"),
+            (self.conditioning is None or self.conditioning.get("type") in CONDITIONING_TYPES,
+             f"conditioning type must be one of {', '.join(CONDITIONING_TYPES)}"),
+            (self.latent_scale is None or self.latent_scale > 0, "latent_scale must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON data: the known fields, then the extra ones at the top level."""
+        data = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        return {**self.extra, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "artdiff.json") -> ModelInfo:
+        """Read known fields and keep the rest in `extra`; a wrong value is a one-line error naming the file."""
+        if not isinstance(data, dict) or "kind" not in data:
+            raise UserError(f"{where} has no 'kind'; it is not an artdiff model description")
+        known = {k for k in cls.__dataclass_fields__ if k != "extra"}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known},
+                       extra={k: v for k, v in data.items() if k not in known})
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{where}: {error}") from None
