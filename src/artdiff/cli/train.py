@@ -15,6 +15,8 @@ METHODS: dict[str, tuple[str, str, str, str]] = {
               "train the style/palette/ground judge on a labelled set (e.g. from artdiff synth)"),
     "vae": ("artdiff.train.vae", "VaeTrainConfig", "train_vae",
             "train an AutoencoderKL from scratch and measure its latent scale on the data"),
+    "embedding-ldm": ("artdiff.train.embedding_ldm", "EmbeddingLDMConfig", "train_embedding_ldm",
+                      "latent diffusion conditioned on each image's own joint embedding (CCLD; no captions needed)"),
     "encoder": ("artdiff.train.encoder", "EncoderTrainConfig", "train_encoder",
                 "train a joint text-image encoder from scratch with the CLIP or CLOOB objective"),
 }

@@ -203,3 +203,13 @@ def read_model_info(path: str | Path) -> Any:
 def write_model_info(path: str | Path, info: Any) -> None:
     """Write a ModelInfo as the directory's artdiff.json, atomically."""
     write_artdiff_json(Path(path), info.to_dict())
+
+
+def load_unet(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+    """A diffusers UNet2DConditionModel folder."""
+    from diffusers import UNet2DConditionModel
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder} is not a UNet folder (no config.json)")
+    return _from_pretrained(UNet2DConditionModel, folder, torch_dtype=dtype).to(device)

@@ -1,0 +1,186 @@
+"""`artdiff train embedding-ldm`: latent diffusion conditioned on each image's own joint embedding (CCLD).
+
+Captions are not needed: the condition of a training image is the encoder's embedding of that image,
+so a model trained on unlabelled art can afterwards be prompted with text (the text tower shares the
+space), images, or both. `--condition text` (captions through the text tower) and `mixed` exist to
+compare the caption-free trick with caption training on the same data. Conditions are dropped to the
+zero vector with probability --cond-dropout so classifier-free guidance works.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from artdiff.config import option, to_dict
+from artdiff.core.schedules import alphas_cumprod, ddpm_betas
+from artdiff.data.cache import cached_features, fingerprint_folder
+from artdiff.data.dataset import ImageDataset
+from artdiff.errors import UserError
+from artdiff.generate.sample import sample_from_embeddings
+from artdiff.models import factory
+from artdiff.models.embedding_ldm import build_embedding_unet, unet_preset
+from artdiff.models.encoders import load_encoder
+from artdiff.models.latents import Latents
+from artdiff.models.model_info import ModelInfo
+from artdiff.train.loop import LoopResult, run_training
+from artdiff.train.loop_config import LoopConfig
+from artdiff.utils.assets import SHIPPED_ENCODER
+
+DISCRETE = {"type": "discrete", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+            "num_train_timesteps": 1000}
+
+
+@dataclass
+class EmbeddingLDMConfig(LoopConfig):
+    """The CCLD recipe; the loop's options come with it."""
+
+    data: Path = option(Path("data"), "dataset folder (images + manifest.jsonl); captions only for --condition text",
+                        cli=False)
+    encoder: str | None = option(None, "joint encoder folder or hub id (default: the shipped CLOOB encoder)")
+    vae: Path | None = option(None, "autoencoder folder from `artdiff train vae` (required unless --init has one)")
+    init: Path | None = option(None, "fine-tune this embedding-ldm model directory instead of starting fresh")
+    preset: str = option("mini", "UNet size: tiny, mini, student-105m, ccld-1.2b")
+    size: int = option(64, "training image side in pixels")
+    condition: Literal["image", "text", "mixed"] = option("image", "condition on image embeddings (caption-free), "
+                                                                   "caption embeddings, or either at random")
+    cond_dropout: float = option(0.2, "probability of the null (zero) condition, for classifier-free guidance")
+    objective: Literal["v", "eps"] = option("v", "what the UNet predicts")
+    schedule: Literal["discrete", "cosine"] = option("cosine", "DDPM timesteps (SD's scaled-linear betas) or "
+                                                               "v-diffusion's continuous cosine")
+    lr: float = option(2e-4, "peak learning rate (AdamW)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.data = Path(self.data)
+        unet_preset(self.preset)
+        if not 0 <= self.cond_dropout < 1:
+            raise ValueError("--cond-dropout must be in [0, 1)")
+        if self.vae is None and self.init is None:
+            raise ValueError("--vae is required (train one with `artdiff train vae`), or --init a model that has one")
+
+
+class EmbeddingLDMTask:
+    """Latents and embeddings are cached once; each step noises latents and predicts v or eps."""
+
+    def __init__(self, cfg: EmbeddingLDMConfig) -> None:
+        self.cfg = cfg
+        vae_dir = Path(cfg.vae) if cfg.vae else Path(cfg.init) / "vae"
+        encoder_ref = cfg.encoder or (str(Path(cfg.init) / "encoder") if cfg.init else str(SHIPPED_ENCODER))
+        self.vae_dir, self.encoder_ref = vae_dir, encoder_ref
+        vae, scale = factory.load_vae(vae_dir)
+        self.latents = Latents(vae, scale=scale)
+        self.encoder = load_encoder(encoder_ref)
+        self.data = ImageDataset(cfg.data, size=cfg.size)
+        self.features = self._cache()
+        self.schedule = {"type": "cosine"} if cfg.schedule == "cosine" else DISCRETE
+        torch.manual_seed(cfg.seed)
+        if cfg.init:
+            self.model = factory.load_unet(Path(cfg.init) / "unet")
+        else:
+            self.model = build_embedding_unet(unet_preset(cfg.preset), embed_dim=self.encoder.dim,
+                                              latent_channels=vae.config.latent_channels,
+                                              sample_size=cfg.size // self.latents.factor)
+        self.alphas_bar = alphas_cumprod(ddpm_betas("scaled_linear")).float()
+
+    def _cache(self) -> dict[str, torch.Tensor]:
+        """Latent posteriors and embeddings of every image, computed once per data/encoder/VAE/contract."""
+        want_text = self.cfg.condition in ("text", "mixed")
+        captions = [r.get("caption", "") for r in self.data.records]
+        if want_text and not any(captions):
+            raise UserError(f"--condition {self.cfg.condition} needs captions, and {self.cfg.data} has none")
+
+        @torch.no_grad()
+        def compute(indices: list[int]) -> dict[str, torch.Tensor]:
+            images = self.data.images(indices)
+            posterior = self.latents.vae.encode(images * 2 - 1).latent_dist
+            out = {"latent_mean": posterior.mean * self.latents.scale, "latent_std": posterior.std * self.latents.scale,
+                   "image_embedding": self.encoder.embed_images(images)}
+            if want_text:
+                out["text_embedding"] = self.encoder.embed_text([captions[i] for i in indices])
+            return out
+
+        identity = {"size": self.cfg.size, "text": want_text, "vae": fingerprint_folder(self.vae_dir),
+                    "encoder": fingerprint_folder(Path(factory.resolve_model_dir(self.encoder_ref))),
+                    "preprocessing": self.encoder.preprocessing.to_dict(), "scale": self.latents.scale}
+        return cached_features(self.cfg.data, identity, compute, len(self.data), show_progress=self.cfg.progress)
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters())
+
+    def dataset_size(self) -> int:
+        return len(self.data)
+
+    def batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return {name: value[indices] for name, value in self.features.items()}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], seeds: list[int], step: int) -> torch.Tensor:
+        x0, eps, t, keep, use_text = self._draws(batch, seeds)
+        condition = batch["image_embedding"]
+        if "text_embedding" in batch:
+            condition = torch.where(use_text[:, None], batch["text_embedding"], condition)
+        condition = condition * keep[:, None]  # dropped to the null (zero) embedding
+        if self.schedule["type"] == "cosine":
+            alpha, sigma = torch.cos(t * torch.pi / 2), torch.sin(t * torch.pi / 2)
+            timestep = t * 1000
+        else:
+            a = self.alphas_bar[t]
+            alpha, sigma, timestep = a.sqrt(), (1 - a).sqrt(), t.float()
+        alpha, sigma = alpha[:, None, None, None], sigma[:, None, None, None]
+        x_t = alpha * x0 + sigma * eps
+        target = alpha * eps - sigma * x0 if self.cfg.objective == "v" else eps
+        prediction = model(x_t, timestep, encoder_hidden_states=condition[:, None, :]).sample
+        return F.mse_loss(prediction, target)
+
+    def _draws(self, batch: dict[str, torch.Tensor], seeds: list[int]):
+        """All of an example's randomness from its own seed: latent sample, noise, time, dropout, condition."""
+        shape = batch["latent_mean"].shape[1:]
+        x0s, epss, ts, keeps, texts = [], [], [], [], []
+        for seed in seeds:
+            g = torch.Generator().manual_seed(seed)
+            x0s.append(torch.randn(shape, generator=g))
+            epss.append(torch.randn(shape, generator=g))
+            ts.append(torch.rand((), generator=g) if self.schedule["type"] == "cosine"
+                      else torch.randint(0, 1000, (), generator=g))
+            keeps.append(torch.rand((), generator=g) >= self.cfg.cond_dropout)
+            chance = {"image": 0.0, "text": 1.0, "mixed": 0.5}[self.cfg.condition]
+            texts.append(torch.rand((), generator=g) < chance)
+        x0 = batch["latent_mean"] + batch["latent_std"] * torch.stack(x0s)
+        return x0, torch.stack(epss), torch.stack(ts), torch.stack(keeps).float(), torch.stack(texts)
+
+    @torch.no_grad()
+    def sample(self, model: torch.nn.Module) -> torch.Tensor:
+        """Four image prompts of the data and, with a text tower, four captions; fixed seeds, CFG 3."""
+        embeddings = self.features["image_embedding"][:4]
+        captions = [r.get("caption", "") for r in self.data.records[:4]]
+        if self.encoder.text_model is not None and all(captions):
+            embeddings = torch.cat([embeddings, self.encoder.embed_text(captions)])
+        return sample_from_embeddings(model, self.latents, self.schedule, self.cfg.objective,
+                                      [[(e[None], 1.0)] for e in embeddings], cfg_scale=3.0, steps=20, seed=0,
+                                      latent_size=self.cfg.size // self.latents.factor)
+
+    def save(self, model: torch.nn.Module, directory: Path) -> None:
+        """unet/, vae/ and encoder/ beside artdiff.json: the model directory is complete on its own."""
+        tmp = directory.with_name(f".{directory.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        factory.save_diffusers_model(model, tmp / "unet")
+        shutil.copytree(self.vae_dir, tmp / "vae")
+        shutil.copytree(factory.resolve_model_dir(self.encoder_ref), tmp / "encoder")
+        info = ModelInfo(kind="embedding-ldm", parameterization=self.cfg.objective, schedule=self.schedule,
+                         conditioning={"type": "joint-embedding", "dim": self.encoder.dim, "null": "zeros",
+                                       "trained_on": self.cfg.condition},
+                         preprocessing=self.encoder.preprocessing.to_dict(), latent_scale=self.latents.scale,
+                         recipe=to_dict(self.cfg), extra={"image_size": self.cfg.size})
+        factory.write_model_info(tmp, info)
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+
+
+def train_embedding_ldm(cfg: EmbeddingLDMConfig) -> LoopResult:
+    """Train (or fine-tune) and write run_dir/model, an embedding-ldm model directory."""
+    return run_training(cfg, EmbeddingLDMTask(cfg))
