@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
-from model_fixtures import tiny_encoder, tiny_synth, tiny_vae
 
 from artdiff.data.manifest import read_manifest
 from artdiff.models.factory import read_model_info
 from artdiff.train.embedding_ldm import EmbeddingLDMConfig, EmbeddingLDMTask, train_embedding_ldm
+
+from model_fixtures import tiny_encoder, tiny_synth, tiny_vae
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,12 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-from toy_task import ToyTask
 
 from artdiff.errors import UserError
 from artdiff.train.checkpoint import checkpoint_dirs
 from artdiff.train.loop import LoopConfig, data_order, run_training
+
+from toy_task import ToyTask
 
 
 def config(out, **options):

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from toy_task import ToyTask
 
 from artdiff.train.loop import LoopConfig, run_training
+
+from toy_task import ToyTask
 
 
 def test_two_processes_match_one(tmp_path):

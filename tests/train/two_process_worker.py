@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toy_task import ToyTask  # noqa: E402
-
 from artdiff.train.loop import LoopConfig, run_training  # noqa: E402
+
+from toy_task import ToyTask  # noqa: E402
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
