@@ -13,6 +13,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("artdiff.cli.prepare", "turn a folder of artwork into a clean training set"),
     "synth": ("artdiff.cli.synth", "write a procedural art set with known labels (styles, palettes, grounds)"),
+    "generate": ("artdiff.cli.generate", "generate images from text, image and embedding prompts"),
+    "embed": ("artdiff.cli.embed", "save a folder's mean image embedding as a reusable style vector"),
     "train": ("artdiff.cli.train", "train a model: judge, encoder"),
     "evaluate": ("artdiff.cli.evaluate", "measure the judge or a joint encoder on a labelled set"),
     "demo": ("artdiff.cli.demo", "run the main job on the shipped model and print where the results are"),

@@ -7,6 +7,7 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SHIPPED_JUDGE = ASSETS / "judge"
 SHIPPED_ENCODER = ASSETS / "cloob-mini"
+SHIPPED_MODEL = ASSETS / "artdiff-mini"
 
 
 def shipped(path: Path, what: str) -> Path:

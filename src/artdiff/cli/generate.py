@@ -1,0 +1,33 @@
+"""`artdiff generate "text:weight" ... [--image P:W] [--embedding F:W]`: one library call to generate()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from artdiff.cli._args import add_dataclass_args, args_to_config
+from artdiff.generate.embedding_generate import GenerateOptions
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the command; flags come from GenerateOptions."""
+    parser = subparsers.add_parser(
+        "generate", help="generate images from text, image and embedding prompts, weighted and mixed",
+        description="Prompts combine as in CCLD: uncond + cfg * sum_i w_i (cond_i - uncond); negative weights push "
+                    "away. Image i uses seed + i. Each PNG carries its parameters and a JSON sidecar.")
+    parser.add_argument("prompts", nargs="*", metavar="PROMPT", help="text prompt, optionally TEXT:WEIGHT")
+    add_dataclass_args(parser, GenerateOptions)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate and print where the images are."""
+    from artdiff.generate.embedding_generate import generate
+
+    result = generate(args_to_config(GenerateOptions, args, prompts=args.prompts))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(f"generated {len(result.paths)} images in {result.seconds:.1f}s from {result.model}")
+        print(f"images: {result.paths[0].parent}")
+    return 0

@@ -1,0 +1,111 @@
+"""`artdiff generate` and `artdiff embed` on a tiny trained embedding-ldm: prompts, seeds, metadata, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from artdiff.cli.main import main
+from artdiff.data.manifest import read_manifest
+from artdiff.errors import UserError
+from artdiff.generate.embedding_generate import GenerateOptions, generate
+from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
+from artdiff.utils.pngmeta import read_parameters, read_sidecar
+
+from model_fixtures import tiny_encoder, tiny_synth, tiny_vae
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    data = tiny_synth(root / "synth")
+    encoder = tiny_encoder(root / "encoder", [r["caption"] for r in read_manifest(data)])
+    cfg = EmbeddingLDMConfig(data=data, encoder=str(encoder), vae=tiny_vae(root / "vae"), out=root / "run",
+                             preset="tiny", size=16, batch_size=4, max_steps=2, warmup_steps=1, progress=False)
+    return train_embedding_ldm(cfg).model_dir
+
+
+@pytest.fixture
+def reference(tmp_path):
+    path = tmp_path / "ref.png"
+    Image.fromarray((np.random.default_rng(0).random((20, 28, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def options(model, out, **kwargs):
+    return GenerateOptions(**{"model": str(model), "out": out, "steps": 3, "n": 2, **kwargs})
+
+
+def test_text_image_and_mixed_prompts_write_images_with_metadata(model, reference, tmp_path):
+    result = generate(options(model, tmp_path / "out", prompts=["a pastel rothko:3", "dark ground:-1"],
+                              images=[f"{reference}:2"], seed=7))
+    assert [p.name for p in result.paths] == ["000007.png", "000008.png"]
+    image = Image.open(result.paths[0])
+    assert image.size == (16, 16) and image.mode == "RGB"
+    parameters = read_parameters(result.paths[1])
+    assert parameters.startswith("a pastel rothko:3 | dark ground:-1 | image=") and "Seed: 8" in parameters
+    assert "Steps: 3, Sampler: dpm++2m, CFG scale: 3" in parameters
+    sidecar = read_sidecar(result.paths[1])
+    assert sidecar["seed"] == 8 and sidecar["request"]["prompts"] == ["a pastel rothko:3", "dark ground:-1"]
+    assert sidecar["preprocessing"]["size"] == 32
+
+
+def test_image_i_does_not_depend_on_n(model, tmp_path):
+    three = generate(options(model, tmp_path / "a", prompts=["rothko"], n=3, seed=10))
+    alone = generate(options(model, tmp_path / "b", prompts=["rothko"], n=1, seed=12))
+    assert np.array_equal(np.asarray(Image.open(three.paths[2])), np.asarray(Image.open(alone.paths[0])))
+
+
+def test_weights_change_the_result(model, tmp_path):
+    one = generate(options(model, tmp_path / "a", prompts=["rothko:1"], n=1))
+    five = generate(options(model, tmp_path / "b", prompts=["rothko:5"], n=1))
+    assert not np.array_equal(np.asarray(Image.open(one.paths[0])), np.asarray(Image.open(five.paths[0])))
+
+
+def test_embed_then_use_as_embedding(model, tmp_path, capsys):
+    folder = tmp_path / "style"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((24, 30, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    assert main(["embed", str(folder), "--out", str(tmp_path / "style.safetensors"), "--model", str(model),
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 3 and len(summary["skipped"]) == 1
+    argv = ["generate", "--model", str(model), "--embedding", f"{tmp_path / 'style.safetensors'}:2", "-n", "1",
+            "--steps", "2", "--out", str(tmp_path / "out"), "--json"]
+    assert main(argv) == 0
+    assert len(json.loads(capsys.readouterr().out)["images"]) == 1
+
+
+@pytest.mark.parametrize("case,message", [
+    ("kind", "is a vae model directory"),
+    ("image", "cannot be read"),
+    ("weight", "malformed weight"),
+    ("size", "multiples of"),
+    ("dim", "dimensions"),
+    ("nothing", "nothing to generate"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(model, tmp_path, case, message):
+    out = tmp_path / "out"
+    kwargs = {"prompts": ["rothko"], "model": str(model)}
+    if case == "kind":
+        kwargs["model"] = str(model / "vae")
+    elif case == "image":
+        (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+        kwargs["images"] = [str(tmp_path / "bad.png")]
+    elif case == "weight":
+        kwargs["prompts"] = ["text:abc"]
+    elif case == "size":
+        kwargs["size"] = 18
+    elif case == "dim":
+        save_file({"embedding": torch.zeros(7)}, str(tmp_path / "e.safetensors"))
+        kwargs["embeddings"] = [str(tmp_path / "e.safetensors")]
+    else:
+        kwargs["prompts"] = []
+    with pytest.raises(UserError, match=message):
+        generate(GenerateOptions(**{"out": out, "steps": 2, "n": 1, **kwargs}))
+    assert not out.exists()
