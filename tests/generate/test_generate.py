@@ -109,3 +109,17 @@ def test_bad_input_is_one_line_and_writes_nothing(model, tmp_path, case, message
     with pytest.raises(UserError, match=message):
         generate(GenerateOptions(**{"out": out, "steps": 2, "n": 1, **kwargs}))
     assert not out.exists()
+
+
+def test_batched_sampling_equals_one_at_a_time(model, tmp_path):
+    from artdiff.generate.embedding_generate import build_prompt_set, load_embedding_model
+    from artdiff.generate.prompts import parse_prompt
+    from artdiff.generate.sample import sample_from_embeddings
+
+    loaded = load_embedding_model(str(model))
+    sets = [build_prompt_set(loaded, [parse_prompt(t)]) for t in ("rothko", "pollock", "mondrian")]
+    kwargs = dict(cfg_scale=3.0, steps=3, seed=4, latent_size=8, sampler="euler_a")
+    together = sample_from_embeddings(loaded.unet, loaded.latents, loaded.info.schedule, "v", sets, **kwargs)
+    apart = sample_from_embeddings(loaded.unet, loaded.latents, loaded.info.schedule, "v", sets, batch_size=1,
+                                   **kwargs)
+    assert torch.allclose(together, apart, atol=1e-5)
