@@ -131,6 +131,7 @@ class EmbeddingLDMTask:
         else:
             a = self.alphas_bar[t]
             alpha, sigma, timestep = a.sqrt(), (1 - a).sqrt(), t.float()
+        alpha, sigma, timestep = (v.to(x0.device) for v in (alpha, sigma, timestep))
         alpha, sigma = alpha[:, None, None, None], sigma[:, None, None, None]
         x_t = alpha * x0 + sigma * eps
         target = alpha * eps - sigma * x0 if self.cfg.objective == "v" else eps
@@ -150,8 +151,10 @@ class EmbeddingLDMTask:
             keeps.append(torch.rand((), generator=g) >= self.cfg.cond_dropout)
             chance = {"image": 0.0, "text": 1.0, "mixed": 0.5}[self.cfg.condition]
             texts.append(torch.rand((), generator=g) < chance)
-        x0 = batch["latent_mean"] + batch["latent_std"] * torch.stack(x0s)
-        return x0, torch.stack(epss), torch.stack(ts), torch.stack(keeps).float(), torch.stack(texts)
+        device = batch["latent_mean"].device  # draws are made on the CPU generator, then moved
+        x0 = batch["latent_mean"] + batch["latent_std"] * torch.stack(x0s).to(device)
+        return (x0, torch.stack(epss).to(device), torch.stack(ts), torch.stack(keeps).float().to(device),
+                torch.stack(texts).to(device))
 
     @torch.no_grad()
     def sample(self, model: torch.nn.Module) -> torch.Tensor:

@@ -173,7 +173,8 @@ def _one_step(cfg: LoopConfig, task: TrainTask, model: torch.nn.Module, optimize
         start = m * micro + rank * share
         sync = contextlib.nullcontext() if m == cfg.grad_accum - 1 else accelerator.no_sync(model)
         with sync, accelerator.autocast():
-            loss = task.loss(model, task.batch(indices[start:start + share]), seeds[start:start + share], state.step)
+            batch = _to_device(task.batch(indices[start:start + share]), accelerator.device)
+            loss = task.loss(model, batch, seeds[start:start + share], state.step)
             accelerator.backward(loss / cfg.grad_accum)
         total += loss.detach() / cfg.grad_accum
     mean_loss = float(accelerator.reduce(total, reduction="mean"))
@@ -194,6 +195,17 @@ def _check_tracker(report_to: str) -> None:
     package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(report_to)
     if package and importlib.util.find_spec(package) is None:
         raise UserError(f"--report-to {report_to} needs the {package} package: pip install {package}")
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """Move a batch (tensors, possibly in dicts, lists or tuples) to the training device."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
 
 
 def _lr_factor(cfg: LoopConfig, step: int) -> float:

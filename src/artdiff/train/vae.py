@@ -71,7 +71,7 @@ class VaeTask:
         vae = model["vae"]
         posterior = vae.encode(batch).latent_dist
         noise = torch.stack([torch.randn(posterior.mean.shape[1:], generator=torch.Generator().manual_seed(s))
-                             for s in seeds])
+                             for s in seeds]).to(posterior.mean.device)
         z = posterior.mean + posterior.std * noise  # the reparameterised sample, from the example seeds
         recon = vae.decode(z).sample
         loss = F.l1_loss(recon, batch) + F.mse_loss(recon, batch) + self.cfg.kl_weight * posterior.kl().mean()
