@@ -36,3 +36,23 @@ def test_demo_without_paintings_uses_the_procedural_set(tmp_path):
     records = [r for r in result.dataset.dst.joinpath("manifest.jsonl").read_text().splitlines()]
     assert result.dataset.outputs == 24 and len(records) == 24
     assert '"caption_source": "metadata"' in records[0]  # the synthetic captions came along
+
+
+def test_demo_makes_a_gallery_when_given_a_model(tmp_path, capsys):
+    from artdiff.data.manifest import read_manifest
+    from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
+
+    from model_fixtures import tiny_encoder, tiny_synth, tiny_vae
+
+    data = tiny_synth(tmp_path / "synth")
+    encoder = tiny_encoder(tmp_path / "encoder", [r["caption"] for r in read_manifest(data)])
+    model = train_embedding_ldm(EmbeddingLDMConfig(data=data, encoder=str(encoder), vae=tiny_vae(tmp_path / "vae"),
+                                                   out=tmp_path / "run", preset="tiny", size=16, batch_size=4,
+                                                   max_steps=1, warmup_steps=1, progress=False)).model_dir
+    for i in range(2):
+        save(pattern(60, 40, seed=i), tmp_path / "art" / f"painting_{i}.jpg", quality=90)
+    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "art", size=32, progress=False,
+                                 model=str(model), steps=2))
+    gallery = Image.open(result.gallery)
+    # 6 text rows + 2 image rows + 1 mix, 2 images each, 6 per row of the sheet: 3 sheet rows.
+    assert len(list((tmp_path / "out" / "gallery" / "images").glob("*.png"))) == 18 and gallery.width == 6 * 128

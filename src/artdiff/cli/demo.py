@@ -15,6 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", default="outputs/demo", help="folder for the demo's outputs")
     parser.add_argument("--artworks", default=None, help="folder of paintings to start from (optional)")
     parser.add_argument("--size", type=int, default=256, help="image size of the dataset")
+    parser.add_argument("--model", default=None, help="embedding-ldm for the gallery (default: the shipped one)")
+    parser.add_argument("--steps", type=int, default=50, help="sampling steps of the gallery")
     return parser
 
 
@@ -23,14 +25,17 @@ def run(args: argparse.Namespace) -> int:
     from artdiff.studio.demo import DemoConfig, run_demo
 
     result = run_demo(DemoConfig(out=Path(args.out), artworks=Path(args.artworks) if args.artworks else None,
-                                 size=args.size, progress=not args.json))
+                                 size=args.size, progress=not args.json, model=args.model, steps=args.steps))
     if args.json:
         print(json.dumps({"source": str(result.source), "dataset": result.dataset.to_json(),
-                          "contact_sheet": str(result.sheet)}, indent=2))
+                          "contact_sheet": str(result.sheet),
+                          "gallery": str(result.gallery) if result.gallery else None}, indent=2))
         return 0
     summary = result.dataset
     print(f"prepared {summary.outputs} images from {result.source} "
           f"({sum(summary.skipped.values())} skipped, {sum(summary.duplicates.values())} duplicates)")
     print(f"dataset: {summary.dst}\nfocal crops shown in: {summary.dst / 'focal-debug'}\n"
           f"contact sheet: {result.sheet}")
+    if result.gallery:
+        print(f"gallery (text prompts, image prompts, a mix): {result.gallery}")
     return 0

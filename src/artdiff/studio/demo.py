@@ -1,8 +1,8 @@
 """`artdiff demo`: the main job on what ships, ending with files a person can open.
 
-Until the shipped artdiff-mini model exists the demo shows the first step of every workflow:
-it prepares the real paintings (when present) or a generated procedural art set into a
-dataset with focal crops, and writes a contact sheet of the result.
+It prepares the real paintings (when present) or a generated procedural art set into a dataset with
+focal crops and writes a contact sheet; when a model is there (the shipped artdiff-mini or --model),
+it also generates a labelled gallery from text prompts, image prompts (the paintings) and a mix.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from artdiff.data.manifest import read_manifest
 from artdiff.data.prepare import PrepareResult, prepare_folder
 from artdiff.data.prepare_config import PrepareConfig
 from artdiff.studio.contact_sheet import contact_sheet
+from artdiff.studio.gallery import make_gallery, painting_files
+from artdiff.utils.assets import SHIPPED_MODEL
 
 
 @dataclass
@@ -24,6 +26,8 @@ class DemoConfig:
     artworks: Path | None = None  # a folder of paintings; without one, a procedural set is generated
     size: int = 256
     progress: bool = True
+    model: str | None = None  # an embedding-ldm for the gallery; default: the shipped artdiff-mini if present
+    steps: int = 50
 
 
 @dataclass
@@ -33,6 +37,7 @@ class DemoResult:
     source: Path
     dataset: PrepareResult
     sheet: Path
+    gallery: Path | None = None
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
@@ -50,7 +55,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     records = read_manifest(prepared.dst)
     sheet = contact_sheet([prepared.dst / r["image"] for r in records], [r["caption"] for r in records],
                           out / "dataset-contact-sheet.png", title=f"artdiff prepare: {source}")
-    return DemoResult(source=source, dataset=prepared, sheet=sheet)
+    gallery = None
+    if cfg.model or SHIPPED_MODEL.is_dir():
+        prompts = painting_files(cfg.artworks) or [prepared.dst / r["image"] for r in records[:4]]
+        gallery = make_gallery(cfg.model, out / "gallery", image_prompts=prompts, steps=cfg.steps).sheet
+    return DemoResult(source=source, dataset=prepared, sheet=sheet, gallery=gallery)
 
 
 def _generated_folder(out: Path, size: int) -> Path:
