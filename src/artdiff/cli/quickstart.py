@@ -1,0 +1,35 @@
+"""`artdiff quickstart --train OUT`: run the whole artdiff-mini recipe (one library call)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from artdiff.cli._args import add_dataclass_args, args_to_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the command; flags come from QuickstartConfig."""
+    from artdiff.studio.quickstart import QuickstartConfig
+
+    parser = subparsers.add_parser(
+        "quickstart", help="train artdiff-mini from nothing: art set, judge, CLOOB encoder, VAE, embedding-LDM",
+        description="Every stage is skipped when its folder is complete, so an interrupted run continues.")
+    parser.add_argument("--train", required=True, metavar="OUT", help="folder for every stage's outputs")
+    add_dataclass_args(parser, QuickstartConfig)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the recipe and print where the model and its evaluation are."""
+    from artdiff.studio.quickstart import QuickstartConfig, run_quickstart
+
+    cfg = args_to_config(QuickstartConfig, args, out=args.train)
+    if args.json:
+        cfg.progress = False
+    result = run_quickstart(cfg)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"model: {result.model}\nstage seconds: {result.seconds}\nevaluation: {result.out / 'quickstart.json'}")
+    return 0

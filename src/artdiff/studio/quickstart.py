@@ -1,0 +1,101 @@
+"""`artdiff quickstart --train OUT`: the whole artdiff-mini recipe, offline, from nothing.
+
+1. a procedural art set (train) and a held-out one; 2. the judge; 3. a CLOOB joint encoder; 4. an
+AutoencoderKL with its latent scale measured; 5. an embedding-LDM trained on image embeddings only;
+6. an evaluation of the result from text prompts. Every stage writes its own folder under OUT and is
+skipped when that folder is already complete, so an interrupted quickstart continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from artdiff.config import option
+from artdiff.data.synthetic import SynthConfig, generate_dataset
+from artdiff.evaluate.model_eval import ModelEvalConfig, evaluate_model
+from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
+from artdiff.train.encoder import EncoderTrainConfig, train_encoder
+from artdiff.train.judge import JudgeTrainConfig, train_judge
+from artdiff.train.vae import VaeTrainConfig, train_vae
+from artdiff.utils.io import atomic_write_json
+
+
+@dataclass
+class QuickstartConfig:
+    """Sizes and lengths of each stage; `--scale tiny` runs the same recipe in seconds, for a smoke test."""
+
+    out: Path = option(Path("outputs/quickstart"), "folder for every stage's outputs", cli=False)
+    scale: Literal["mini", "tiny"] = option("mini", "mini: the shipped recipe; tiny: a seconds-long smoke run")
+    images: int = option(20000, "procedural training images")
+    size: int = option(64, "image side in pixels")
+    judge_epochs: int = option(10, "judge epochs")
+    encoder_steps: int = option(1000, "encoder optimizer steps")
+    vae_steps: int = option(3000, "autoencoder optimizer steps")
+    ldm_steps: int = option(20000, "embedding-LDM optimizer steps")
+    seed: int = option(0, "seed of every stage")
+    progress: bool = option(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.scale == "tiny":  # the same stages at toy sizes
+            self.images, self.size = min(self.images, 48), 16
+            self.judge_epochs, self.encoder_steps, self.vae_steps, self.ldm_steps = 2, 2, 2, 2
+
+
+@dataclass
+class QuickstartResult:
+    """Where each stage's output is, how long it took, and the final evaluation."""
+
+    out: Path
+    model: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"out": str(self.out), "model": str(self.model), "seconds": self.seconds, "evaluation": self.evaluation}
+
+
+def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
+    """Run the stages in order, each skipped when its output is already complete."""
+    out, tiny = cfg.out, cfg.scale == "tiny"
+    seconds: dict[str, float] = {}
+    common = {"seed": cfg.seed, "progress": cfg.progress}
+
+    def stage(name: str, done: Path, work) -> None:
+        if done.exists():
+            return
+        started = time.perf_counter()
+        work()
+        seconds[name] = round(time.perf_counter() - started, 1)
+
+    data, heldout = out / "synth", out / "synth-heldout"
+    stage("synth", data / "manifest.jsonl", lambda: generate_dataset(SynthConfig(
+        out=data, n=cfg.images, size=cfg.size, **common)))
+    stage("synth-heldout", heldout / "manifest.jsonl", lambda: generate_dataset(SynthConfig(
+        out=heldout, n=max(16, cfg.images // 10), size=cfg.size, seed=cfg.seed + 1, progress=cfg.progress)))
+    stage("judge", out / "judge" / "judge.safetensors", lambda: train_judge(JudgeTrainConfig(
+        data=data, out=out / "judge", epochs=cfg.judge_epochs, image_size=16 if tiny else 32, **common)))
+    stage("encoder", out / "encoder" / "artdiff.json", lambda: train_encoder(EncoderTrainConfig(
+        data=data, out=out / "encoder", loss="cloob", preset="tiny" if tiny else "mini", steps=cfg.encoder_steps,
+        batch_size=8 if tiny else 256, **common)))
+    stage("vae", out / "vae" / "model" / "artdiff.json", lambda: train_vae(VaeTrainConfig(
+        data=data, out=out / "vae", preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.vae_steps,
+        batch_size=8 if tiny else 32, warmup_steps=1 if tiny else 100, checkpoint_every=500, **common)))
+    stage("embedding-ldm", out / "ldm" / "model" / "artdiff.json", lambda: train_embedding_ldm(EmbeddingLDMConfig(
+        data=data, encoder=str(out / "encoder"), vae=out / "vae" / "model", out=out / "ldm",
+        preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.ldm_steps, batch_size=8 if tiny else 64,
+        warmup_steps=1 if tiny else 500, checkpoint_every=1000, sample_every=0 if tiny else 2000, **common)))
+    model = out / "ldm" / "model"
+    evaluation = evaluate_model(ModelEvalConfig(model=str(model), judge=out / "judge",
+                                                samples_per_prompt=1 if tiny else 4, image_prompts=4 if tiny else 32,
+                                                diversity_samples=3 if tiny else 8,
+                                                steps=2 if tiny else 50)).to_json()
+    result = QuickstartResult(out=out, model=model, seconds=seconds, evaluation=evaluation)
+    atomic_write_json(out / "quickstart.json", {**result.to_json(), "config": json.loads(json.dumps(
+        asdict(cfg), default=str))})
+    return result

@@ -1,0 +1,313 @@
+"""Train a joint text-image encoder from scratch on image-caption pairs with CLIP's or CLOOB's objective.
+
+Notation (Radford et al. 2021 "CLIP"; Fürst et al. 2021 "CLOOB"): a batch of B pairs gives image
+embeddings x (B, D) and caption embeddings y (B, D); CLIP learns its logit scale 1/tau (clamped at 100),
+CLOOB keeps inv_tau fixed and contrasts Hopfield retrievals with InfoLOOB (core/contrastive.py).
+Steps: 1. read captioned images, split off a validation share; 2. train a CLIP-format BPE tokenizer on the
+training captions; 3. build the CLIP model from a preset; 4. AdamW with linear warmup and cosine decay;
+5. save a CLIP model folder (weights, tokenizer, artdiff.json) that `load_encoder` and transformers read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from artdiff.config import option, save_yaml, to_dict
+from artdiff.core.contrastive import CLOOB_HOPFIELD_BETA, CLOOB_INV_TAU, clip_loss, cloob_loss
+from artdiff.data.manifest import read_manifest
+from artdiff.errors import UserError
+from artdiff.models import factory
+from artdiff.models.encoders import ENCODER_KIND, JointEncoder, save_encoder
+from artdiff.models.preprocessing import Preprocessing, preprocess
+from artdiff.models.specs import CLIP_PRESETS, ClipSpec, build_clip_model
+from artdiff.models.tokenizer import build_tokenizer
+from artdiff.utils.io import write_jsonl
+from artdiff.utils.progress import progress
+
+Loss = Literal["clip", "cloob"]
+LOSSES: tuple[str, ...] = get_args(Loss)
+# Peak learning rates measured on the 64 px synthetic set (benchmarks/encoder_training.py). CLOOB's fixed
+# inv_tau = 30 makes early updates large: 3e-3 collapsed every embedding to one point, so it stays <= 1e-3.
+DEFAULT_LR: dict[str, float] = {"clip": 1e-3, "cloob": 5e-4}
+CLIP_LOGIT_SCALE_MAX = 100.0  # CLIP clips its learned multiplier here "to prevent training instability"
+LOG_NAME = "train_log.jsonl"
+CONFIG_NAME = "train_config.yaml"
+
+
+@dataclass
+class EncoderTrainConfig:
+    """How a joint encoder is trained from scratch (Radford et al. 2021; Fürst et al. 2021)."""
+
+    data: Path = option(Path("synth"), "dataset with captions (manifest records with 'caption'), e.g. from "
+                                       "artdiff synth", cli=False)
+    out: Path = option(Path("encoder"), "folder to write the encoder to (a CLIP model folder)")
+    loss: Loss = option("cloob", "objective: clip (InfoNCE, learned temperature) or cloob (InfoLOOB on "
+                                 "Hopfield retrievals, fixed temperature)")
+    preset: str = option("mini", f"architecture preset: {', '.join(CLIP_PRESETS)}")
+    spec: ClipSpec | None = option(None, "architecture given in full, instead of the preset (YAML config only)",
+                                   cli=False)
+    steps: int = option(1000, "optimizer steps")
+    # Contrastive losses see batch_size - 1 negatives per pair; 256 covers the synthetic set's 96 label mixes.
+    batch_size: int = option(256, "image-caption pairs per step")
+    lr: float | None = option(None, "peak learning rate", shown_default=", ".join(
+        f"{k} {v:g}" for k, v in DEFAULT_LR.items()))
+    warmup: int = option(100, "steps of linear warmup before the cosine decay")
+    weight_decay: float = option(0.1, "AdamW weight decay on weight matrices (not on norms, biases, scale)")
+    inv_tau: float = option(CLOOB_INV_TAU, "CLOOB: fixed inverse temperature 1/tau")
+    hopfield_beta: float = option(CLOOB_HOPFIELD_BETA, "CLOOB: Hopfield retrieval inverse temperature beta")
+    logit_scale: float = option(1 / 0.07, "CLIP: initial logit scale 1/tau (learned, clamped at 100)")
+    vocab_size: int = option(4096, "largest tokenizer vocabulary (fewer entries when the captions need fewer)")
+    val_fraction: float = option(0.05, "share of pairs held out to measure the validation loss")
+    log_every: int = option(50, "steps between lines of train_log.jsonl")
+    seed: int = option(0, "seed of the split, initialisation, batch order and flips")
+    progress: bool = option(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        self.data, self.out = Path(self.data), Path(self.out)
+        if self.loss not in LOSSES:
+            raise UserError(f"unknown encoder loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        if self.preset not in CLIP_PRESETS:
+            raise UserError(f"unknown encoder preset {self.preset!r}; use one of {', '.join(CLIP_PRESETS)}")
+        if self.lr is None:  # resolved here so train_config.yaml records the rate actually used
+            self.lr = DEFAULT_LR[self.loss]
+        checks = [
+            (self.steps >= 1, "--steps must be at least 1"),
+            (self.batch_size >= 2, "--batch-size must be at least 2 (contrastive losses need negatives)"),
+            (self.lr > 0 and self.warmup >= 0 and self.weight_decay >= 0,
+             "--lr must be positive, --warmup and --weight-decay 0 or more"),
+            (self.inv_tau > 0 and self.hopfield_beta > 0, "--inv-tau and --hopfield-beta must be positive"),
+            (0 < self.logit_scale <= CLIP_LOGIT_SCALE_MAX, "--logit-scale must be in (0, 100]"),
+            (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
+            (self.log_every >= 1, "--log-every must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class EncoderTrainResult:
+    """The trained encoder's folder and how training went."""
+
+    out: Path
+    loss: str
+    steps: int
+    first_loss: float  # mean over the first logging interval
+    final_loss: float  # mean over the last logging interval
+    val_loss: float | None  # mean over full validation batches; None without a validation split
+    train_pairs: int
+    val_pairs: int
+    skipped: dict[str, int]  # records not used, by reason
+    vocab_size: int
+    seconds: float
+    log: list[dict[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as plain JSON data (the log stays in train_log.jsonl)."""
+        data = to_dict(self)
+        data.pop("log")
+        return {**data, "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class Pairs:
+    """Captioned images as uint8 tensors at the encoder's input size, and their captions."""
+
+    images: Tensor  # (N, 3, S, S) uint8, resized and cropped by the preprocessing contract
+    captions: list[str]
+    skipped: dict[str, int]
+
+
+def load_pairs(data: Path, prep: Preprocessing) -> Pairs:
+    """Read a dataset's captioned images once; records without caption or with unreadable images are skipped."""
+    # Resize and crop once, normalise per batch: identical to the contract for images already at its size,
+    # within half a grey level (uint8 storage) for the others.
+    geometry = replace(prep, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    side = prep.output_size
+    images, captions, skipped = [], [], {"no caption": 0, "unreadable image": 0}
+    for record in read_manifest(data):
+        caption = str(record.get("caption") or "").strip()
+        if not caption:
+            skipped["no caption"] += 1
+            continue
+        try:
+            with Image.open(Path(data) / record["image"]) as image:
+                array = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
+        except (OSError, KeyError, UnidentifiedImageError):
+            skipped["unreadable image"] += 1
+            continue
+        pixels = torch.from_numpy(array.copy()).permute(2, 0, 1)[None]  # (1, 3, H, W)
+        if array.shape[:2] != (side, side) or prep.crop_size is not None:  # else the contract keeps it as is
+            pixels = preprocess(pixels.float() / 255, geometry).mul(255).round().to(torch.uint8)
+        images.append(pixels)
+        captions.append(caption)
+    if len(captions) < 2:
+        raise UserError(f"{data} has {len(captions)} captioned image(s); an encoder needs image-caption pairs "
+                        "(manifest 'caption'), for instance from `artdiff synth` or `artdiff prepare`")
+    return Pairs(torch.cat(images), captions, {k: v for k, v in skipped.items() if v})
+
+
+def lr_factor(step: int, *, steps: int, warmup: int) -> float:
+    """Linear warmup to 1, then cosine decay to 0 (Loshchilov & Hutter 2017), as in CLIP's recipe."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress_ = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: EncoderTrainConfig) -> torch.optim.AdamW:
+    """AdamW with decay on weight matrices only: CLIP exempts gains, biases and the temperature."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    # beta2 = 0.98 and eps = 1e-6 are CLIP's choices for transformers trained with large contrastive batches.
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def contrastive_loss(encoder: JointEncoder, model: torch.nn.Module, images: Tensor, captions: list[str],
+                     cfg: EncoderTrainConfig) -> Tensor:
+    """Embed a batch (uint8 images at the input size) through the inference path and return the loss."""
+    image_emb = encoder.embed_images(images.float() / 255)  # (B, D), the contract's normalisation applied
+    text_emb = encoder.embed_text(captions)  # (B, D)
+    if cfg.loss == "clip":
+        return clip_loss(image_emb, text_emb, model.logit_scale.exp())
+    return cloob_loss(image_emb, text_emb, cfg.inv_tau, cfg.hopfield_beta)
+
+
+def train_encoder(cfg: EncoderTrainConfig) -> EncoderTrainResult:
+    """Train an encoder on the dataset's image-caption pairs and save it to cfg.out (replaced atomically)."""
+    started = time.perf_counter()
+    _check_out(cfg.out)
+    spec = cfg.spec or CLIP_PRESETS[cfg.preset]
+    prep = Preprocessing(size=spec.vision.image_size)  # CLIP's contract at the model's input size
+    pairs = load_pairs(cfg.data, prep)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(pairs.captions), generator=generator)
+    n_val = int(len(order) * cfg.val_fraction)
+    val, train = order[:n_val], order[n_val:]
+    if len(train) < cfg.batch_size:
+        raise UserError(f"--batch-size {cfg.batch_size} exceeds the {len(train)} training pairs of {cfg.data}; "
+                        "lower --batch-size or --val-fraction")
+    # A plain mkdir beside the output (not mkdtemp's private 0700 folder): the rename keeps its permissions.
+    staging = cfg.out.with_name(f".{cfg.out.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    staging.mkdir(parents=True)
+    try:
+        with tempfile.TemporaryDirectory() as tok_dir:
+            info = build_tokenizer([pairs.captions[i] for i in train.tolist()], tok_dir,
+                                   vocab_size=cfg.vocab_size, max_length=spec.text.max_length)
+            tokenizer = factory.load_clip_tokenizer(Path(tok_dir))
+            torch.manual_seed(cfg.seed)
+            model = _build_model(spec, info.vocab_size, info.bos_token_id, info.eos_token_id, cfg)
+            encoder = JointEncoder.from_clip_model(model, tokenizer, preprocessing=prep, name=str(cfg.out))
+            log = _optimise(encoder, model, pairs, train, cfg, generator)
+            val_loss = _validation_loss(encoder, model, pairs, val, cfg)
+            recipe = {"objective": cfg.loss, "preset": None if cfg.spec else cfg.preset, "spec": spec.to_dict(),
+                      "train_config": to_dict(cfg), "val_loss": val_loss}
+            save_encoder(model.eval(), staging, tokenizer_dir=Path(tok_dir), preprocessing=prep, info=recipe)
+        save_yaml(cfg, staging / CONFIG_NAME)
+        write_jsonl(staging / LOG_NAME, log)
+        _replace_dir(staging, cfg.out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return EncoderTrainResult(
+        out=cfg.out, loss=cfg.loss, steps=cfg.steps, first_loss=log[0]["loss"], final_loss=log[-1]["loss"],
+        val_loss=val_loss, train_pairs=len(train), val_pairs=len(val), skipped=pairs.skipped,
+        vocab_size=info.vocab_size, seconds=time.perf_counter() - started, log=log)
+
+
+def _build_model(spec: ClipSpec, vocab_size: int, bos: int, eos: int, cfg: EncoderTrainConfig) -> Any:
+    model = build_clip_model(spec, vocab_size=vocab_size, bos_token_id=bos, eos_token_id=eos)
+    with torch.no_grad():
+        # CLOOB's temperature is fixed; storing it in logit_scale keeps the saved CLIPModel's logits meaningful.
+        model.logit_scale.fill_(math.log(cfg.logit_scale if cfg.loss == "clip" else cfg.inv_tau))
+    model.logit_scale.requires_grad_(cfg.loss == "clip")
+    return model.train()
+
+
+def _optimise(encoder: JointEncoder, model: Any, pairs: Pairs, train: Tensor, cfg: EncoderTrainConfig,
+              generator: torch.Generator) -> list[dict[str, float]]:
+    """Run the steps; return one log line per `log_every` steps (mean loss over the interval)."""
+    optimizer = make_optimizer(model, cfg)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps=cfg.steps, warmup=cfg.warmup))
+    batches = _epoch_batches(train, cfg.batch_size, generator)
+    log, window, started = [], [], time.perf_counter()
+    for step in progress(range(cfg.steps), total=cfg.steps, desc=f"encoder ({cfg.loss})", enabled=cfg.progress):
+        batch = next(batches)
+        images = pairs.images[batch]
+        flip = torch.rand(len(batch), generator=generator) < 0.5  # mirror: captions never say left or right
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        loss = contrastive_loss(encoder, model, images, [pairs.captions[i] for i in batch.tolist()], cfg)
+        if not torch.isfinite(loss):
+            raise UserError(f"the {cfg.loss} loss became {loss.item()} at step {step}; lower --lr "
+                            f"(now {cfg.lr:g}) or raise --warmup")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if cfg.loss == "clip":
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(CLIP_LOGIT_SCALE_MAX))
+        window.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            log.append({"step": step + 1, "loss": sum(window) / len(window), "lr": optimizer.param_groups[0]["lr"],
+                        "logit_scale": model.logit_scale.exp().item(),
+                        "seconds": round(time.perf_counter() - started, 2)})
+            window = []
+    return log
+
+
+def _epoch_batches(indices: Tensor, batch_size: int, generator: torch.Generator):
+    """Yield batches forever, each pass a fresh permutation: no pair meets itself as a negative."""
+    while True:
+        shuffled = indices[torch.randperm(len(indices), generator=generator)]
+        for start in range(0, len(shuffled) - batch_size + 1, batch_size):
+            yield shuffled[start:start + batch_size]
+
+
+@torch.no_grad()
+def _validation_loss(encoder: JointEncoder, model: Any, pairs: Pairs, val: Tensor,
+                     cfg: EncoderTrainConfig) -> float | None:
+    """Mean loss over full validation batches (a contrastive loss depends on the batch size)."""
+    model.eval()
+    losses = [contrastive_loss(encoder, model, pairs.images[chunk], [pairs.captions[i] for i in chunk.tolist()],
+                               cfg).item()
+              for chunk in val.split(cfg.batch_size) if len(chunk) == min(cfg.batch_size, len(val)) >= 2]
+    return sum(losses) / len(losses) if losses else None
+
+
+def _is_encoder_dir(path: Path) -> bool:
+    return (factory.read_json(path / "artdiff.json") or {}).get("kind") == ENCODER_KIND
+
+
+def _check_out(out: Path) -> None:
+    """Refuse, before any work, an output that is a file or a non-empty folder holding something else."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} is a file; choose a folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_encoder_dir(out):
+        raise UserError(f"output {out} is not empty and holds no artdiff encoder; choose a new or empty folder "
+                        "(nothing was written)")
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Move the finished folder into place; an earlier encoder there is replaced only once this one is whole."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

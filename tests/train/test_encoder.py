@@ -1,0 +1,122 @@
+"""Encoder training on a tiny synthetic set: the loss falls, the folder loads in artdiff and transformers."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import CLIPModel, CLIPTokenizer
+
+from artdiff.config import from_dict, load_yaml, to_dict
+from artdiff.data.synthetic import SynthConfig, generate_dataset
+from artdiff.errors import UserError
+from artdiff.models.encoders import load_encoder
+from artdiff.models.preprocessing import Preprocessing
+from artdiff.train.encoder import EncoderTrainConfig, lr_factor, train_encoder
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    generate_dataset(SynthConfig(out=out, n=32, size=32, seed=0, workers=1, progress=False))
+    return out
+
+
+def tiny(synth, out, **kwargs):
+    settings = {"data": synth, "out": out, "preset": "tiny", "steps": 20, "batch_size": 16, "warmup": 2,
+                "lr": 3e-3, "vocab_size": 600, "val_fraction": 0.25, "log_every": 5, "progress": False}
+    return EncoderTrainConfig(**{**settings, **kwargs})
+
+
+@pytest.mark.parametrize("loss", ["clip", "cloob"])
+def test_training_lowers_the_loss_and_saves_a_clip_folder(synth, tmp_path, loss):
+    cfg = tiny(synth, tmp_path / "enc", loss=loss, lr=3e-3 if loss == "clip" else 1e-3)
+    result = train_encoder(cfg)
+    assert result.final_loss < result.first_loss - 0.3
+    assert (result.train_pairs, result.val_pairs, result.steps) == (24, 8, 20)
+    assert result.val_loss is not None and math.isfinite(result.val_loss)
+    log = [json.loads(line) for line in (tmp_path / "enc" / "train_log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log] == [5, 10, 15, 20] and log == result.log
+    saved = from_dict(EncoderTrainConfig, load_yaml(tmp_path / "enc" / "train_config.yaml"))
+    assert saved == cfg
+    info = json.loads((tmp_path / "enc" / "artdiff.json").read_text())
+    assert info["kind"] == "joint-encoder" and info["objective"] == loss and info["preset"] == "tiny"
+    assert Preprocessing.from_dict(info["preprocessing"]) == Preprocessing(size=32)
+    assert not list(tmp_path.glob(".enc*")), "no staging folder is left behind"
+
+
+def test_the_folder_loads_in_transformers_and_matches_load_encoder(synth, tmp_path):
+    train_encoder(tiny(synth, tmp_path / "enc", loss="cloob", steps=3))
+    encoder = load_encoder(tmp_path / "enc")
+    model = CLIPModel.from_pretrained(tmp_path / "enc", local_files_only=True).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(tmp_path / "enc", local_files_only=True)
+    texts = ["a warm rothko colour field painting on a dark ground", "drip painting, icy blues, white ground"]
+    tokens = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        text = model.text_projection(model.text_model(**tokens).pooler_output)
+    assert torch.allclose(encoder.embed_text(texts), F.normalize(text, dim=-1), atol=1e-5)
+    # CLOOB's fixed temperature is stored as CLIP's logit scale, so the model's own logits use it.
+    assert model.logit_scale.exp().item() == pytest.approx(30.0)
+    assert encoder.embed_images(torch.rand(2, 3, 32, 32)).shape == (2, 16)
+
+
+def test_clip_learns_its_temperature_and_training_is_reproducible(synth, tmp_path):
+    first = train_encoder(tiny(synth, tmp_path / "a", loss="clip", steps=4, log_every=1))
+    again = train_encoder(tiny(synth, tmp_path / "b", loss="clip", steps=4, log_every=1))
+    assert [line["loss"] for line in first.log] == [line["loss"] for line in again.log]
+    scales = [line["logit_scale"] for line in first.log]
+    assert scales[0] != pytest.approx(1 / 0.07, abs=1e-6) and max(scales) <= 100
+
+
+def test_retraining_replaces_an_earlier_encoder(synth, tmp_path):
+    train_encoder(tiny(synth, tmp_path / "enc", loss="clip", steps=2))
+    train_encoder(tiny(synth, tmp_path / "enc", loss="cloob", steps=2))
+    assert json.loads((tmp_path / "enc" / "artdiff.json").read_text())["objective"] == "cloob"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc"]
+
+
+def test_warmup_then_cosine():
+    factors = [lr_factor(step, steps=10, warmup=2) for step in range(10)]
+    assert factors[:3] == [0.5, 1.0, 1.0] and factors[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:]))
+
+
+def test_defaults_per_loss_and_bad_options(synth, tmp_path):
+    assert EncoderTrainConfig(loss="cloob").lr <= 1e-3 and EncoderTrainConfig(loss="clip").lr > 0
+    with pytest.raises(UserError, match="unknown encoder loss 'infonce'; use one of clip, cloob"):
+        EncoderTrainConfig(loss="infonce")
+    with pytest.raises(UserError, match="not one of clip, cloob"):
+        from_dict(EncoderTrainConfig, {"loss": "infonce"})
+    with pytest.raises(UserError, match="unknown encoder preset"):
+        EncoderTrainConfig(preset="huge")
+    with pytest.raises(ValueError, match="--batch-size"):
+        EncoderTrainConfig(batch_size=1)
+
+
+def test_bad_data_and_outputs_are_one_line_errors(synth, tmp_path):
+    with pytest.raises(UserError, match="exceeds the 24 training pairs"):
+        train_encoder(tiny(synth, tmp_path / "enc", batch_size=25))
+    uncaptioned = tmp_path / "plain"
+    uncaptioned.mkdir()
+    (uncaptioned / "manifest.jsonl").write_text('{"image": "images/x.png", "caption": ""}\n')
+    with pytest.raises(UserError, match="0 captioned image"):
+        train_encoder(tiny(uncaptioned, tmp_path / "enc"))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not empty and holds no artdiff encoder"):
+        train_encoder(tiny(synth, foreign))
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    assert not (tmp_path / "enc").exists()
+
+
+def test_an_architecture_given_in_full_replaces_the_preset(synth, tmp_path):
+    spec = {"vision": {"image_size": 32, "patch_size": 16, "hidden": 16, "layers": 1, "heads": 2},
+            "text": {"hidden": 16, "layers": 1, "heads": 2}, "projection_dim": 8}
+    cfg = from_dict(EncoderTrainConfig, {**to_dict(tiny(synth, tmp_path / "enc", steps=2)), "spec": spec})
+    train_encoder(cfg)
+    config = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert config["vision_config"]["patch_size"] == 16 and config["projection_dim"] == 8
+    assert from_dict(EncoderTrainConfig, load_yaml(tmp_path / "enc" / "train_config.yaml")) == cfg
+    assert json.loads((tmp_path / "enc" / "artdiff.json").read_text())["preset"] is None
