@@ -18,11 +18,11 @@ def synth(tmp_path_factory):
 
 def test_train_then_evaluate_judge(synth, tmp_path, capsys):
     argv = ["train", "judge", "--data", str(synth), "--out", str(tmp_path / "judge"), "--image-size", "16",
-            "--epochs", "3", "--batch-size", "8", "--json"]
+            "--epochs", "3", "--batch-size", "8", "--warmup-steps", "1", "--json"]
     assert main(argv) == 0
     trained = json.loads(capsys.readouterr().out)
     assert set(trained["accuracy"]) == {"style", "palette", "ground"} and trained["val_images"] == 2
-    assert main(["evaluate", "judge", "--data", str(synth), "--judge", str(tmp_path / "judge"), "--json"]) == 0
+    assert main(["evaluate", "judge", "--data", str(synth), "--judge", trained["out"], "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["images"] == 24 and 0 <= evaluated["ground"] <= 1 and evaluated["style"] == 1.0
 

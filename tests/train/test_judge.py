@@ -21,12 +21,13 @@ def grounds_set(tmp_path_factory):
 
 def test_training_learns_the_ground_and_round_trips(grounds_set, tmp_path):
     cfg = JudgeTrainConfig(data=grounds_set, out=tmp_path / "judge", image_size=16, epochs=12, batch_size=16,
-                           lr=1e-2, val_fraction=0.25, progress=False)
+                           lr=1e-2, warmup_steps=2, val_fraction=0.25, progress=False)
     result = train_judge(cfg)
     assert result.accuracy["ground"] >= 0.9 and result.val_images == 12
-    judge = load_judge(tmp_path / "judge")
+    assert result.out == tmp_path / "judge" / "model" and (result.out / "accuracy.json").is_file()
+    judge = load_judge(result.out)
     assert judge.spec.labels == {"ground": ["dark", "light"], "palette": ["warm"], "style": ["rothko"]}
-    assert evaluate_judge(tmp_path / "judge", grounds_set)["ground"] >= 0.9
+    assert evaluate_judge(result.out, grounds_set)["ground"] >= 0.9
 
 
 def test_save_load_is_exact(tmp_path):

@@ -78,8 +78,9 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         out=data, n=cfg.images, size=cfg.size, **common)))
     stage("synth-heldout", heldout / "manifest.jsonl", lambda: generate_dataset(SynthConfig(
         out=heldout, n=max(16, cfg.images // 10), size=cfg.size, seed=cfg.seed + 1, progress=cfg.progress)))
-    stage("judge", out / "judge" / "judge.safetensors", lambda: train_judge(JudgeTrainConfig(
-        data=data, out=out / "judge", epochs=cfg.judge_epochs, image_size=16 if tiny else 32, **common)))
+    stage("judge", out / "judge" / "model" / "judge.safetensors", lambda: train_judge(JudgeTrainConfig(
+        data=data, out=out / "judge", epochs=cfg.judge_epochs, image_size=16 if tiny else 32,
+        warmup_steps=1 if tiny else 100, **common)))
     stage("encoder", out / "encoder" / "artdiff.json", lambda: train_encoder(EncoderTrainConfig(
         data=data, out=out / "encoder", loss="cloob", preset="tiny" if tiny else "mini", steps=cfg.encoder_steps,
         batch_size=8 if tiny else 256, **common)))
@@ -91,7 +92,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.ldm_steps, batch_size=8 if tiny else 64,
         warmup_steps=1 if tiny else 500, checkpoint_every=1000, sample_every=0 if tiny else 2000, **common)))
     model = out / "ldm" / "model"
-    evaluation = evaluate_model(ModelEvalConfig(model=str(model), judge=out / "judge",
+    evaluation = evaluate_model(ModelEvalConfig(model=str(model), judge=out / "judge" / "model",
                                                 samples_per_prompt=1 if tiny else 4, image_prompts=4 if tiny else 32,
                                                 diversity_samples=3 if tiny else 8,
                                                 steps=2 if tiny else 50)).to_json()

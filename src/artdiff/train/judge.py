@@ -1,43 +1,50 @@
-"""Train the judge on a labelled image set (the procedural art set): one cross-entropy head per label kind."""
+"""Train the judge on a labelled image set (the procedural art set): one cross-entropy head per label kind.
+
+It runs on the shared loop, so it checkpoints, resumes and stops on Ctrl-C like every other method.
+The finished judge is RUN/model (safetensors + config.json), with its held-out accuracy in accuracy.json.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from artdiff.config import option, save_yaml
+from artdiff.config import option
 from artdiff.data.labelled import load_labelled
 from artdiff.evaluate.judge_eval import judge_accuracy
-from artdiff.models.judge import Judge, JudgeSpec, save_judge
-from artdiff.utils.progress import progress
+from artdiff.models.judge import Judge, JudgeSpec, load_judge, save_judge
+from artdiff.train.loop import run_training
+from artdiff.train.loop_config import LoopConfig
+from artdiff.utils.io import atomic_write_json
 
 
 @dataclass
-class JudgeTrainConfig:
-    """How the judge is trained."""
+class JudgeTrainConfig(LoopConfig):
+    """How the judge is trained; the loop's options come with it (max_steps follows from --epochs)."""
 
     data: Path = option(Path("synth"), "labelled dataset (manifest records with 'labels'), e.g. from artdiff synth",
                         cli=False)
-    out: Path = option(Path("judge"), "folder to write the judge to")
     image_size: int = option(32, "judge input size (32 px keeps style, palette and ground apart; 4x cheaper than 64)")
     epochs: int = option(10, "passes over the training images")
-    batch_size: int = option(128, "images per step")
-    lr: float = option(3e-3, "peak learning rate (AdamW, cosine decay after a short warmup)")
-    weight_decay: float = option(0.05, "AdamW weight decay")
     val_fraction: float = option(0.1, "share of images held out to measure accuracy")
-    seed: int = option(0, "seed of the split, initialisation and batch order")
-    progress: bool = option(True, "show a progress bar")
+    batch_size: int = option(128, "images per step")
+    lr: float = option(3e-3, "peak learning rate (AdamW, cosine decay after warmup)")
+    weight_decay: float = option(0.05, "AdamW weight decay")
+    warmup_steps: int = option(100, "linear warmup from 0 to --lr")
+    ema_decay: float = option(0.0, "EMA of the weights (off: a classifier this small does not need it)")
+    checkpoint_every: int = option(200, "save a full checkpoint every N steps (also on Ctrl-C)")
 
     def __post_init__(self) -> None:
-        self.data, self.out = Path(self.data), Path(self.out)
+        super().__post_init__()
+        self.data = Path(self.data)
         if not 0 < self.val_fraction < 1:
             raise ValueError("--val-fraction must be between 0 and 1")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("--epochs and --batch-size must be at least 1")
+        if self.epochs < 1:
+            raise ValueError("--epochs must be at least 1")
 
 
 @dataclass
@@ -50,34 +57,56 @@ class JudgeTrainResult:
     val_images: int
     seconds: float
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {"out": str(self.out), "accuracy": self.accuracy, "train_images": self.train_images,
+                "val_images": self.val_images, "seconds": round(self.seconds, 1)}
+
+
+class JudgeTask:
+    """Images and labels in memory; mirrored at random (no label depends on left and right)."""
+
+    def __init__(self, cfg: JudgeTrainConfig) -> None:
+        self.images, self.vocab, self.targets = load_labelled(cfg.data, cfg.image_size)
+        order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(cfg.seed))
+        n_val = max(1, int(len(self.images) * cfg.val_fraction))
+        self.val, self.train = order[:n_val], order[n_val:]
+        torch.manual_seed(cfg.seed)
+        self.model = Judge(JudgeSpec(labels=self.vocab, image_size=cfg.image_size))
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters())
+
+    def dataset_size(self) -> int:
+        return len(self.train)
+
+    def batch(self, indices: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rows = self.train[indices]
+        return self.images[rows].float() / 255, {k: t[rows] for k, t in self.targets.items()}
+
+    def loss(self, model: torch.nn.Module, batch: tuple, seeds: list[int], step: int) -> torch.Tensor:
+        images, targets = batch
+        flip = torch.tensor([torch.rand((), generator=torch.Generator().manual_seed(s)) < 0.5 for s in seeds])
+        images = torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
+        logits = model(images)
+        return sum(F.cross_entropy(logits[k], targets[k], ignore_index=-100) for k in self.vocab)
+
+    def sample(self, model: torch.nn.Module) -> None:
+        return None
+
+    def save(self, model: torch.nn.Module, directory: Path) -> None:
+        save_judge(model, directory)
+
 
 def train_judge(cfg: JudgeTrainConfig) -> JudgeTrainResult:
-    """Train on (1 - val_fraction) of the images, report held-out accuracy, save the judge."""
-    started = time.perf_counter()
-    images, vocab, targets = load_labelled(cfg.data, cfg.image_size)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    order = torch.randperm(len(images), generator=generator)
-    n_val = max(1, int(len(images) * cfg.val_fraction))
-    val, train = order[:n_val], order[n_val:]
-    torch.manual_seed(cfg.seed)
-    judge = Judge(JudgeSpec(labels=vocab, image_size=cfg.image_size))
-    optimizer = torch.optim.AdamW(judge.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * max(1, len(train) // cfg.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
-    judge.train()
-    for _ in progress(range(steps), total=steps, desc="judge", enabled=cfg.progress):
-        batch = train[torch.randint(len(train), (cfg.batch_size,), generator=generator)]
-        x = images[batch].float() / 255
-        flip = torch.rand(len(batch), generator=generator) < 0.5  # mirror: no label depends on left/right
-        x[flip] = x[flip].flip(-1)
-        logits = judge(x)
-        loss = sum(F.cross_entropy(logits[k], targets[k][batch], ignore_index=-100) for k in vocab)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    judge.eval()
-    accuracy = judge_accuracy(judge, images[val], {k: t[val] for k, t in targets.items()})
-    save_judge(judge, cfg.out)
-    save_yaml(cfg, cfg.out / "train_config.yaml")
-    return JudgeTrainResult(cfg.out, accuracy, len(train), len(val), time.perf_counter() - started)
+    """Train on (1 - val_fraction) of the images, save RUN/model, and report held-out accuracy."""
+    task = JudgeTask(cfg)
+    cfg.max_steps = max(1, cfg.epochs * len(task.train) // cfg.batch_size)
+    result = run_training(cfg, task)
+    if result.model_dir is None:  # interrupted: the same command resumes
+        return JudgeTrainResult(cfg.out, {}, len(task.train), len(task.val), result.seconds)
+    judge = load_judge(result.model_dir)
+    accuracy = judge_accuracy(judge, task.images[task.val], {k: t[task.val] for k, t in task.targets.items()})
+    atomic_write_json(result.model_dir / "accuracy.json", {"held_out": accuracy, "images": len(task.val)})
+    return JudgeTrainResult(result.model_dir, accuracy, len(task.train), len(task.val), result.seconds)
+
