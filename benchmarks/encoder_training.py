@@ -51,8 +51,8 @@ def run_one(loss: str, train_dir: Path, val_dir: Path, out: Path, args: argparse
     """Train one encoder with the library defaults (plus the given overrides), then evaluate it held out."""
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr))
                  if v is not None}
-    if args.patch_size is not None:  # try a patch size the preset does not have, without editing specs.py
-        spec = CLIP_PRESETS[args.preset]
+    spec = CLIP_PRESETS[args.preset]
+    if args.patch_size not in (None, spec.vision.patch_size):  # a patch size the preset lacks, specs.py untouched
         overrides["spec"] = replace(spec, vision=replace(spec.vision, patch_size=args.patch_size))
     cfg = EncoderTrainConfig(data=train_dir, out=out, loss=loss, preset=args.preset, val_fraction=0.0,
                              progress=False, **overrides)
@@ -85,7 +85,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--preset", default="mini")
     parser.add_argument("--losses", nargs="+", default=["clip", "cloob"], choices=["clip", "cloob"])
-    parser.add_argument("--patch-size", type=int, default=None, help="override the preset's ViT patch size")
+    # 16 until models/specs.py's "mini" preset has it: 16 patches of 16 px train 3x faster than 64 of 8 px.
+    parser.add_argument("--patch-size", type=int, default=16, help="override the preset's ViT patch size")
     parser.add_argument("--steps", type=int, default=None, help="override the library default")
     parser.add_argument("--batch-size", type=int, default=None, help="override the library default")
     parser.add_argument("--lr", type=float, default=None, help="override the per-loss default")

@@ -12,6 +12,7 @@ from artdiff.data.synthetic import SynthConfig, generate_dataset
 from artdiff.data.synthetic_labels import LABEL_KEYS, canonical_prompt, labels_in_text
 from artdiff.errors import UserError
 from artdiff.evaluate.encoder_eval import VOCAB, class_prompts, evaluate_encoder, recall_at
+from artdiff.models import factory
 from artdiff.models.encoders import JointEncoder
 from artdiff.models.specs import build_clip_model, clip_preset
 from artdiff.models.tokenizer import build_tokenizer
@@ -142,8 +143,6 @@ def test_a_real_joint_encoder_is_evaluated_end_to_end(tmp_path):
     torch.manual_seed(0)
     model = build_clip_model(clip_preset("tiny"), vocab_size=info.vocab_size, bos_token_id=info.bos_token_id,
                              eos_token_id=info.eos_token_id)
-    from artdiff.models import factory
-
     encoder = JointEncoder.from_clip_model(model.eval(), factory.load_clip_tokenizer(info.path))
     report = evaluate_encoder(encoder, data, batch_size=5).to_json()
     assert report["images"] == 12 and set(report["zero_shot"]) == {"style", "palette", "ground"}

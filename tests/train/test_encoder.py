@@ -9,11 +9,15 @@ import torch.nn.functional as F
 from transformers import CLIPModel, CLIPTokenizer
 
 from artdiff.config import from_dict, load_yaml, to_dict
+from artdiff.core.contrastive import cloob_loss, info_loob
 from artdiff.data.synthetic import SynthConfig, generate_dataset
 from artdiff.errors import UserError
-from artdiff.models.encoders import load_encoder
+from artdiff.models import factory
+from artdiff.models.encoders import JointEncoder, load_encoder
 from artdiff.models.preprocessing import Preprocessing
-from artdiff.train.encoder import EncoderTrainConfig, lr_factor, train_encoder
+from artdiff.models.specs import build_clip_model, clip_preset
+from artdiff.models.tokenizer import build_tokenizer
+from artdiff.train.encoder import EncoderTrainConfig, contrastive_loss, lr_factor, train_encoder
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +29,8 @@ def synth(tmp_path_factory):
 
 def tiny(synth, out, **kwargs):
     settings = {"data": synth, "out": out, "preset": "tiny", "steps": 20, "batch_size": 16, "warmup": 2,
-                "lr": 3e-3, "vocab_size": 600, "val_fraction": 0.25, "log_every": 5, "progress": False}
+                "lr": 3e-3, "hopfield_start": 5, "vocab_size": 600, "val_fraction": 0.25, "log_every": 5,
+                "progress": False}
     return EncoderTrainConfig(**{**settings, **kwargs})
 
 
@@ -74,6 +79,24 @@ def test_retraining_replaces_an_earlier_encoder(synth, tmp_path):
     train_encoder(tiny(synth, tmp_path / "enc", loss="cloob", steps=2))
     assert json.loads((tmp_path / "enc" / "artdiff.json").read_text())["objective"] == "cloob"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enc"]
+
+
+def test_cloob_aligns_with_plain_infoloob_before_its_hopfield_retrievals(tmp_path):
+    info = build_tokenizer(["a red circle", "a blue square", "a green line"] * 4, tmp_path / "tok", vocab_size=560)
+    torch.manual_seed(0)
+    model = build_clip_model(clip_preset("tiny"), vocab_size=info.vocab_size, bos_token_id=info.bos_token_id,
+                             eos_token_id=info.eos_token_id)
+    encoder = JointEncoder.from_clip_model(model, factory.load_clip_tokenizer(info.path))
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    captions = ["a red circle", "a blue square", "a green line"]
+    cfg = EncoderTrainConfig(loss="cloob", hopfield_start=10)
+    x, y = encoder.embed_images(images.float() / 255), encoder.embed_text(captions)
+    early = contrastive_loss(encoder, model, images, captions, cfg, step=9)
+    assert torch.allclose(early, (info_loob(x, y, 30.0) + info_loob(y, x, 30.0)) / 2)
+    for late in (contrastive_loss(encoder, model, images, captions, cfg, step=10),
+                 contrastive_loss(encoder, model, images, captions, cfg)):  # validation: the full loss
+        assert torch.allclose(late, cloob_loss(x, y, 30.0, 8.0))
+    assert not torch.allclose(early, late)
 
 
 def test_warmup_then_cosine():
