@@ -35,10 +35,12 @@ def tiny(synth, out, **kwargs):
 
 
 @pytest.mark.parametrize("loss", ["clip", "cloob"])
-def test_training_lowers_the_loss_and_saves_a_clip_folder(synth, tmp_path, loss):
+def test_training_lowers_the_loss_below_collapse_and_saves_a_clip_folder(synth, tmp_path, loss):
     cfg = tiny(synth, tmp_path / "enc", loss=loss, lr=3e-3 if loss == "clip" else 1e-3)
     result = train_encoder(cfg)
-    assert result.final_loss < result.first_loss - 0.3
+    # Embeddings all alike (collapse) score log(B) with InfoNCE and log(B - 1) with InfoLOOB: learning goes below.
+    collapsed = math.log(16 if loss == "clip" else 15)
+    assert result.final_loss < min(result.first_loss, collapsed - 0.2)
     assert (result.train_pairs, result.val_pairs, result.steps) == (24, 8, 20)
     assert result.val_loss is not None and math.isfinite(result.val_loss)
     log = [json.loads(line) for line in (tmp_path / "enc" / "train_log.jsonl").read_text().splitlines()]
