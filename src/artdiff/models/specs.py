@@ -73,7 +73,7 @@ CLIP_PRESETS: dict[str, ClipSpec] = {
         text=TextTowerSpec(hidden=32, layers=2, heads=2),
         projection_dim=16,
     ),
-    # For 64 px synthetic art trained from scratch on 2 CPU cores in about ten minutes: 64 patches + CLS,
+    # For 64 px synthetic art trained from scratch on 2 CPU cores in about ten minutes: 16 patches of 16 px + CLS,
     # head dim 64 in both towers, about 2.7 M parameters besides the token table (vocab x 128).
     "mini": ClipSpec(
         vision=VisionTowerSpec(image_size=64, patch_size=16, hidden=192, layers=4, heads=3),
