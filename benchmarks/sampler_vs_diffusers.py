@@ -1,8 +1,9 @@
 """Our sampling loop against diffusers' scheduler loop on the same UNet, weights, timesteps and noise.
 
 For each UNet size (tiny, small), batch (1, 8) and sampler (Euler, DDIM, DPM++ 2M) it checks that the
-outputs are equal (max abs difference) and prints the time ratio ours / diffusers (median of repeats).
-Usage: python benchmarks/sampler_vs_diffusers.py [--json] [--steps 20] [--repeats 3] [--device cpu]
+outputs are equal (max abs difference) and prints the time ratio ours / diffusers, each the fastest of
+--repeats interleaved runs.
+Usage: python benchmarks/sampler_vs_diffusers.py [--json] [--steps 20] [--repeats 5] [--device cpu]
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 
 import torch
@@ -58,24 +58,33 @@ def our_loop(unet, scheduler, noise, cond, steps, sampler):
     return sampler(denoiser, x, sigmas.to(noise.device), extra={"encoder_hidden_states": cond})
 
 
-def timed(fn, repeats, *args):
-    times, out = [], None
+def once(fn, *args):
+    """Seconds and output of one call."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def interleaved(repeats, reference, ours):
+    """Alternate the two loops and keep each one's fastest run: the least disturbed by other load."""
+    ref_times, our_times, ref, got = [], [], None, None
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn(*args)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        seconds, ref = once(*reference)
+        ref_times.append(seconds)
+        seconds, got = once(*ours)
+        our_times.append(seconds)
+    return min(ref_times), ref, min(our_times), got
 
 
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
@@ -93,8 +102,9 @@ def main() -> None:
             for name, (scheduler_cls, sampler) in SAMPLERS.items():
                 # SD's scheduler config: no x0 clipping (DDIMScheduler clips by default).
                 scheduler = scheduler_cls(**SD, **({"clip_sample": False} if scheduler_cls is DDIMScheduler else {}))
-                ref_s, ref = timed(diffusers_loop, args.repeats, unet, scheduler, noise, cond, args.steps)
-                our_s, got = timed(our_loop, args.repeats, unet, scheduler, noise, cond, args.steps, sampler)
+                ref_s, ref, our_s, got = interleaved(
+                    args.repeats, (diffusers_loop, unet, scheduler, noise, cond, args.steps),
+                    (our_loop, unet, scheduler, noise, cond, args.steps, sampler))
                 rows.append({"unet": size, "batch": batch, "sampler": name, "diffusers_s": round(ref_s, 4),
                              "artdiff_s": round(our_s, 4), "ratio": round(our_s / ref_s, 3),
                              "max_abs_diff": float((got - ref).abs().max())})
