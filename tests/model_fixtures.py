@@ -42,3 +42,15 @@ def tiny_vae(out: Path, images: torch.Tensor | None = None) -> Path:
     vae.register_to_config(scaling_factor=scale)
     save_diffusers_model(vae, out, info=ModelInfo(kind="vae", latent_scale=scale).to_dict())
     return out
+
+
+def tiny_embedding_model(root: Path, *, steps: int = 1) -> Path:
+    """A tiny embedding-ldm model directory trained for a step or two (its outputs are noise, its format real)."""
+    from artdiff.data.manifest import read_manifest
+    from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
+
+    data = tiny_synth(root / "synth")
+    encoder = tiny_encoder(root / "encoder", [r["caption"] for r in read_manifest(data)])
+    cfg = EmbeddingLDMConfig(data=data, encoder=str(encoder), vae=tiny_vae(root / "vae"), out=root / "run",
+                             preset="tiny", size=16, batch_size=4, max_steps=steps, warmup_steps=1, progress=False)
+    return train_embedding_ldm(cfg).model_dir

@@ -5,22 +5,15 @@ import json
 import pytest
 
 from artdiff.cli.main import main
-from artdiff.data.manifest import read_manifest
 from artdiff.errors import UserError
 from artdiff.evaluate.model_eval import ModelEvalConfig, default_prompts, evaluate_model, read_prompts
-from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
 
-from model_fixtures import tiny_encoder, tiny_synth, tiny_vae
+from model_fixtures import tiny_embedding_model
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    data = tiny_synth(root / "synth")
-    encoder = tiny_encoder(root / "encoder", [r["caption"] for r in read_manifest(data)])
-    cfg = EmbeddingLDMConfig(data=data, encoder=str(encoder), vae=tiny_vae(root / "vae"), out=root / "run",
-                             preset="tiny", size=16, batch_size=4, max_steps=1, warmup_steps=1, progress=False)
-    return train_embedding_ldm(cfg).model_dir
+    return tiny_embedding_model(tmp_path_factory.mktemp("eval"))
 
 
 def test_report_has_every_figure(model, tmp_path):

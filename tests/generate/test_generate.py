@@ -9,23 +9,16 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from artdiff.cli.main import main
-from artdiff.data.manifest import read_manifest
 from artdiff.errors import UserError
 from artdiff.generate.embedding_generate import GenerateOptions, generate
-from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
 from artdiff.utils.pngmeta import read_parameters, read_sidecar
 
-from model_fixtures import tiny_encoder, tiny_synth, tiny_vae
+from model_fixtures import tiny_embedding_model
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gen")
-    data = tiny_synth(root / "synth")
-    encoder = tiny_encoder(root / "encoder", [r["caption"] for r in read_manifest(data)])
-    cfg = EmbeddingLDMConfig(data=data, encoder=str(encoder), vae=tiny_vae(root / "vae"), out=root / "run",
-                             preset="tiny", size=16, batch_size=4, max_steps=2, warmup_steps=1, progress=False)
-    return train_embedding_ldm(cfg).model_dir
+    return tiny_embedding_model(tmp_path_factory.mktemp("gen"), steps=2)
 
 
 @pytest.fixture
