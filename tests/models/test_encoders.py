@@ -204,7 +204,7 @@ def test_preprocessing_round_trips_and_validates():
 def test_specs_build_configs_with_the_tokenizer_ids():
     config = clip_config(clip_preset("mini"), vocab_size=1000, bos_token_id=998, eos_token_id=999)
     vision = config.vision_config
-    assert (vision.image_size, vision.patch_size, config.projection_dim) == (64, 8, 128)
+    assert (vision.image_size, vision.patch_size, config.projection_dim) == (64, 16, 128)
     assert config.text_config.eos_token_id == config.text_config.pad_token_id == 999
     assert ClipSpec.from_dict(clip_preset("tiny").to_dict()) == clip_preset("tiny")
     with pytest.raises(ValueError, match="unknown encoder preset"):
