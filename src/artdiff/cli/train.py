@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from typing import Any
 
 from artdiff.cli._args import add_dataclass_args, args_to_config
 
@@ -48,17 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         cfg.progress = False
     result = getattr(module, function_name)(cfg)
-    summary = _summary(result)
+    summary = result.to_json()
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print("\n".join(f"{key}: {value}" for key, value in summary.items()))
     return 0
-
-
-def _summary(result: Any) -> dict[str, Any]:
-    if hasattr(result, "to_json"):
-        return result.to_json()
-    from dataclasses import asdict
-
-    return {k: (str(v) if not isinstance(v, (int, float, dict, list)) else v) for k, v in asdict(result).items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -65,7 +65,6 @@ class GenerateResult:
     seconds: float
     model: str
     prompt: str = ""
-    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """Plain data for --json."""

@@ -10,6 +10,7 @@ process layout, so 2 processes give the result of 1 at the same global batch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -76,9 +77,14 @@ def data_order(seed: int, size: int, position: int, count: int) -> list[int]:
     indices: list[int] = []
     while len(indices) < count:
         epoch, offset = divmod(position + len(indices), size)
-        order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        indices.extend(order[offset: offset + count - len(indices)].tolist())
+        indices.extend(_epoch_order(seed, size, epoch)[offset: offset + count - len(indices)])
     return indices
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(seed: int, size: int, epoch: int) -> tuple[int, ...]:
+    """One epoch's permutation, drawn once instead of at every step (a step may span two epochs)."""
+    return tuple(torch.randperm(size, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).tolist())
 
 
 def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
