@@ -1,6 +1,7 @@
 """Two CPU processes (torchrun, gloo) give the weights of one process at the same global batch."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,13 @@ def test_two_processes_match_one(tmp_path):
                                   warmup_steps=2, ema_decay=0.0, progress=False), ToyTask(dropout=0.0))
     worker = Path(__file__).parent / "two_process_worker.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    str(worker), str(tmp_path / "two")], check=True, env=env, capture_output=True, timeout=240)
+    with socket.socket() as probe:  # a free loopback port, given explicitly rather than left to rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(port), str(worker), str(tmp_path / "two")],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
     single = load_file(str(one.model_dir / "model.safetensors"))
     double = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     for key, value in single.items():
