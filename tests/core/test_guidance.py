@@ -76,3 +76,20 @@ def test_gradient_guidance():
     target = torch.ones_like(x)
     pulled = gradient_guidance(model, lambda x0, s: ((x0 - target) ** 2).sum(), scale=0.1)(x, sigma)
     assert (pulled - target).abs().mean() < (model(x, sigma) - target).abs().mean()
+
+
+def test_gradient_guidance_inside_a_sampler_with_parameters_and_a_condition():
+    # Samplers run under inference_mode; the guided model has weights that require grad and a condition
+    # tensor, all of which autograd must be allowed to save.
+    from artdiff.core.samplers import sample_euler
+
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(3, 3, 1)
+    model = lambda x, sigma, c: layer(x) * 0.1 + c[:, :, None, None]  # noqa: E731
+    c = torch.zeros(2, 3)
+    sigmas, x = torch.tensor([2.0, 1.0, 0.5, 0.0]), torch.randn(2, 3, 4, 4) * 2.0
+    target = torch.full_like(x, 0.7)
+    pulled = gradient_guidance(model, lambda x0, s: ((x0 - target) ** 2).sum(), scale=0.2)
+    free = sample_euler(model, x, sigmas, extra={"c": c})
+    steered = sample_euler(pulled, x, sigmas, extra={"c": c})
+    assert (steered - target).abs().mean() < (free - target).abs().mean()

@@ -37,6 +37,18 @@ def x0_from_output(x: torch.Tensor, sigma: torch.Tensor, output: torch.Tensor,
     raise ValueError(f"unknown parameterization {parameterization!r}; use eps, v or x0")
 
 
+def _batch_sigma(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """sigma as a (B,) tensor in x's dtype (a scalar is broadcast over the batch)."""
+    sigma = sigma if sigma.dtype == x.dtype else sigma.to(x.dtype)
+    return sigma if sigma.ndim else sigma.expand(x.shape[0])
+
+
+def _c_in(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """1 / sqrt(sigma^2 + 1) shaped to broadcast against x; squared in float32 so half precision cannot overflow."""
+    wide = sigma if sigma.dtype in (torch.float32, torch.float64) else sigma.float()
+    return append_dims(wide.square().add_(1).rsqrt_().to(x.dtype), x.ndim)
+
+
 class DiscreteDenoiser(torch.nn.Module):
     """A network trained on DDPM timesteps 0..T-1, seen as D(x, sigma, **cond) -> x0."""
 
@@ -46,7 +58,10 @@ class DiscreteDenoiser(torch.nn.Module):
         self.network = network
         self.parameterization = parameterization
         self.learned_variance = learned_variance  # the output carries 2C channels: mean part, then variance
-        self.register_buffer("sigma_table", ((1 - alphas_bar) / alphas_bar).sqrt().to(torch.float64), False)
+        table = ((1 - alphas_bar) / alphas_bar).sqrt().to(torch.float64)
+        self.register_buffer("sigma_table", table, False)
+        # Each interval's start and width, so sigma_to_t is one search and one fused lerp per call.
+        self.register_buffer("_interval_width", table[1:] - table[:-1], False)
 
     @property
     def sigma_min(self) -> float:
@@ -59,17 +74,15 @@ class DiscreteDenoiser(torch.nn.Module):
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Fractional timestep of each sigma: the inverse of diffusers' linear interpolation of the table."""
         table = self.sigma_table
-        s = sigma.to(torch.float64).clamp(table[0], table[-1])
-        high = torch.searchsorted(table, s).clamp(1, len(table) - 1)
-        low = high - 1
-        weight = (s - table[low]) / (table[high] - table[low])
+        s = sigma.to(torch.float64)
+        low = torch.searchsorted(table, s).sub_(1).clamp_(0, len(table) - 2)
+        weight = ((s - table[low]) / self._interval_width[low]).clamp_(0, 1)
         return (low + weight).to(sigma.dtype)
 
     def raw(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x0, and with a learned variance the network's variance channels (in [-1, 1] after guided-diffusion)."""
-        sigma = sigma.to(x.dtype) if sigma.ndim else sigma.to(x.dtype).expand(x.shape[0])
-        c_in = append_dims(1 / (sigma.to(torch.float32) ** 2 + 1).sqrt(), x.ndim).to(x.dtype)
-        output = self.network(x * c_in, self.sigma_to_t(sigma), **cond)
+        sigma = _batch_sigma(sigma, x)
+        output = self.network(x * _c_in(sigma, x), self.sigma_to_t(sigma), **cond)
         variance = None
         if self.learned_variance:
             output, variance = output.chunk(2, dim=1)
@@ -90,7 +103,6 @@ class ContinuousCosineDenoiser(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
         """D(x, sigma) -> x0."""
-        sigma = sigma.to(x.dtype) if sigma.ndim else sigma.to(x.dtype).expand(x.shape[0])
-        c_in = append_dims(1 / (sigma**2 + 1).sqrt(), x.ndim)
-        output = self.network(x * c_in, cosine_sigma_to_t(sigma), **cond)
+        sigma = _batch_sigma(sigma, x)
+        output = self.network(x * _c_in(sigma, x), cosine_sigma_to_t(sigma), **cond)
         return x0_from_output(x, sigma, output, self.parameterization)

@@ -89,8 +89,11 @@ def gradient_guidance(model_fn: ModelFn, loss_fn: Callable[[torch.Tensor, torch.
     """
 
     def guided(x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_()
+        # Samplers run under inference_mode: step out of it, and clone its tensors so autograd may save them.
+        with torch.inference_mode(False), torch.enable_grad():
+            x_in = x.clone().requires_grad_()
+            sigma = sigma.clone()
+            cond = {key: value.clone() if isinstance(value, torch.Tensor) else value for key, value in cond.items()}
             denoised = model_fn(x_in, sigma, **cond)
             grad = torch.autograd.grad(loss_fn(denoised, sigma).sum(), x_in)[0]
         return denoised.detach() - scale * grad * append_dims(sigma.to(x.dtype), x.ndim) ** 2

@@ -9,6 +9,7 @@ randn((1, C, H, W)) per image (diffusers' convention), so an image never depends
 from __future__ import annotations
 
 from collections.abc import Callable
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,131 +42,142 @@ def noise_like(x: torch.Tensor, generator: Generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
-def _sigma(sigmas: torch.Tensor, i: int, x: torch.Tensor) -> torch.Tensor:
-    """sigmas[i] as a (B,) tensor in x's dtype."""
-    return sigmas[i].to(x.dtype).expand(x.shape[0])
+def _steps(sigmas: torch.Tensor, x: torch.Tensor) -> tuple[list[float], Callable[[int], torch.Tensor]]:
+    """The sigmas as Python floats (one transfer; step coefficients then cost no tensor ops) and sigma i as (B,)."""
+    values = sigmas.tolist()
+    batch = sigmas.to(device=x.device, dtype=x.dtype)[:, None].expand(-1, x.shape[0])
+    return values, batch.__getitem__
 
 
-def _report(callback: Callback, i: int, sigma: torch.Tensor, x: torch.Tensor, denoised: torch.Tensor) -> None:
+def _report(callback: Callback, i: int, sigma: float, x: torch.Tensor, denoised: torch.Tensor) -> None:
     if callback is not None:
         callback(SamplerStep(i, float(sigma), x, denoised))
 
 
-@torch.no_grad()
+# Sampling runs under inference_mode (less per-op bookkeeping than no_grad); gradient guidance re-enables
+# autograd inside its own wrapper.
+@torch.inference_mode()
 def sample_euler(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                  callback: Callback = None, extra: dict | None = None) -> torch.Tensor:
     """Euler steps on the probability-flow ODE (Karras et al. 2022, Algorithm 2 without churn)."""
     extra = extra or {}
-    for i in range(len(sigmas) - 1):
-        denoised = model_fn(x, _sigma(sigmas, i, x), **extra)
-        d = (x - denoised) / sigmas[i].to(x.dtype)
-        x = x + d * (sigmas[i + 1] - sigmas[i]).to(x.dtype)
-        _report(callback, i, sigmas[i], x, denoised)
+    s, sigma_at = _steps(sigmas, x)
+    for i in range(len(s) - 1):
+        denoised = model_fn(x, sigma_at(i), **extra)
+        # x + (x - denoised) / s_i * (s_next - s_i), as one fused update
+        ratio = (s[i + 1] - s[i]) / s[i]
+        x = torch.add(x, x - denoised, alpha=ratio)
+        _report(callback, i, s[i], x, denoised)
     return x
 
 
-def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[float, float]:
     """Split a step to sigma_next into a deterministic part to sigma_down and fresh noise of size sigma_up."""
+    sigma, sigma_next = float(sigma), float(sigma_next)
     if eta == 0 or sigma_next == 0:
-        return sigma_next, sigma_next * 0
-    sigma_up = torch.minimum(sigma_next, eta * (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2).sqrt())
-    return (sigma_next**2 - sigma_up**2).sqrt(), sigma_up
+        return sigma_next, 0.0
+    sigma_up = min(sigma_next, eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2))
+    return math.sqrt(sigma_next**2 - sigma_up**2), sigma_up
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_euler_ancestral(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                            callback: Callback = None, extra: dict | None = None, eta: float = 1.0) -> torch.Tensor:
     """Ancestral sampling with Euler steps (k-diffusion's sample_euler_ancestral)."""
     extra = extra or {}
-    for i in range(len(sigmas) - 1):
-        denoised = model_fn(x, _sigma(sigmas, i, x), **extra)
-        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        d = (x - denoised) / sigmas[i].to(x.dtype)
-        x = x + d * (sigma_down - sigmas[i]).to(x.dtype)
-        if sigmas[i + 1] > 0:
-            x = x + noise_like(x, generator) * sigma_up.to(x.dtype)
-        _report(callback, i, sigmas[i], x, denoised)
+    s, sigma_at = _steps(sigmas, x)
+    for i in range(len(s) - 1):
+        denoised = model_fn(x, sigma_at(i), **extra)
+        sigma_down, sigma_up = ancestral_step(s[i], s[i + 1], eta)
+        x = torch.add(x, x - denoised, alpha=(sigma_down - s[i]) / s[i])
+        if s[i + 1] > 0:
+            x = torch.add(x, noise_like(x, generator), alpha=sigma_up)
+        _report(callback, i, s[i], x, denoised)
     return x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_heun(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                 callback: Callback = None, extra: dict | None = None) -> torch.Tensor:
     """Heun's second-order method (Karras et al. 2022, Algorithm 1); the last step to 0 is Euler."""
     extra = extra or {}
-    for i in range(len(sigmas) - 1):
-        denoised = model_fn(x, _sigma(sigmas, i, x), **extra)
-        d = (x - denoised) / sigmas[i].to(x.dtype)
-        dt = (sigmas[i + 1] - sigmas[i]).to(x.dtype)
-        if sigmas[i + 1] == 0:
-            x = x + d * dt  # Euler: d at sigma = 0 is undefined
+    s, sigma_at = _steps(sigmas, x)
+    for i in range(len(s) - 1):
+        denoised = model_fn(x, sigma_at(i), **extra)
+        d = (x - denoised) / s[i]
+        dt = s[i + 1] - s[i]
+        if s[i + 1] == 0:
+            x = torch.add(x, d, alpha=dt)  # Euler: d at sigma = 0 is undefined
         else:
-            x_euler = x + d * dt
-            denoised_next = model_fn(x_euler, _sigma(sigmas, i + 1, x), **extra)
-            d_next = (x_euler - denoised_next) / sigmas[i + 1].to(x.dtype)
-            x = x + (d + d_next) / 2 * dt
-        _report(callback, i, sigmas[i], x, denoised)
+            x_euler = torch.add(x, d, alpha=dt)
+            denoised_next = model_fn(x_euler, sigma_at(i + 1), **extra)
+            d_next = (x_euler - denoised_next) / s[i + 1]
+            x = torch.add(x, d + d_next, alpha=dt / 2)
+        _report(callback, i, s[i], x, denoised)
     return x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_dpmpp_2m(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                     callback: Callback = None, extra: dict | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022), first order on the first step and the last step to 0."""
     extra = extra or {}
+    s, sigma_at = _steps(sigmas, x)
     old_denoised, h_last = None, None
-    for i in range(len(sigmas) - 1):
-        denoised = model_fn(x, _sigma(sigmas, i, x), **extra)
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    for i in range(len(s) - 1):
+        denoised = model_fn(x, sigma_at(i), **extra)
+        sigma, sigma_next = s[i], s[i + 1]
         if sigma_next == 0:
             x = denoised
         else:
-            h = sigma.log() - sigma_next.log()  # lambda = -log(sigma)
+            h = math.log(sigma) - math.log(sigma_next)  # lambda = -log(sigma)
             mixed = denoised
             if old_denoised is not None:
                 r = h_last / h
-                mixed = (1 + 1 / (2 * r)).to(x.dtype) * denoised - (1 / (2 * r)).to(x.dtype) * old_denoised
-            x = (sigma_next / sigma).to(x.dtype) * x - (-h).expm1().to(x.dtype) * mixed
+                mixed = torch.add(denoised, denoised - old_denoised, alpha=1 / (2 * r))
+            x = torch.add(x * (sigma_next / sigma), mixed, alpha=-math.expm1(-h))
             h_last = h
         old_denoised = denoised
         _report(callback, i, sigma, x, denoised)
     return x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_ddim(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                 callback: Callback = None, extra: dict | None = None, eta: float = 0.0) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) in variance-exploding form; eta = 0 is deterministic, 1 is DDPM-like."""
     extra = extra or {}
-    for i in range(len(sigmas) - 1):
-        denoised = model_fn(x, _sigma(sigmas, i, x), **extra)
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        eps = (x - denoised) / sigma.to(x.dtype)
+    s, sigma_at = _steps(sigmas, x)
+    for i in range(len(s) - 1):
+        denoised = model_fn(x, sigma_at(i), **extra)
+        sigma, sigma_next = s[i], s[i + 1]
         # The VP posterior std of Song et al., moved to VE coordinates (divided by sqrt(a_prev)).
         a, a_next = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
-        std = eta * ((1 - a_next) / (1 - a) * (1 - a / a_next)).clamp_min(0).sqrt()
-        sigma_up = std * (1 + sigma_next**2).sqrt()
-        sigma_down = (sigma_next**2 - sigma_up**2).clamp_min(0).sqrt()
-        x = denoised + eps * sigma_down.to(x.dtype)
+        std = eta * math.sqrt(max(0.0, (1 - a_next) / (1 - a) * (1 - a / a_next)))
+        sigma_up = std * math.sqrt(1 + sigma_next**2)
+        sigma_down = math.sqrt(max(0.0, sigma_next**2 - sigma_up**2))
+        # denoised + eps * sigma_down with eps = (x - denoised) / sigma
+        x = torch.add(denoised, x - denoised, alpha=sigma_down / sigma)
         if eta > 0 and sigma_next > 0:
-            x = x + noise_like(x, generator) * sigma_up.to(x.dtype)
+            x = torch.add(x, noise_like(x, generator), alpha=sigma_up)
         _report(callback, i, sigma, x, denoised)
     return x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_plms(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                 callback: Callback = None, extra: dict | None = None) -> torch.Tensor:
     """Pseudo linear multistep (Liu et al. 2022, PNDM): Adams-Bashforth on eps, warmed up by a Heun-like step."""
     extra = extra or {}
+    s, sigma_at = _steps(sigmas, x)
     old_eps: list[torch.Tensor] = []
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i].to(x.dtype), sigmas[i + 1].to(x.dtype)
-        denoised = model_fn(x, _sigma(sigmas, i, x), **extra)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = model_fn(x, sigma_at(i), **extra)
         eps = (x - denoised) / sigma
         if not old_eps and sigma_next > 0:
-            x_next = x + eps * (sigma_next - sigma)
-            eps_next = (x_next - model_fn(x_next, _sigma(sigmas, i + 1, x), **extra)) / sigma_next
+            x_next = torch.add(x, eps, alpha=sigma_next - sigma)
+            eps_next = (x_next - model_fn(x_next, sigma_at(i + 1), **extra)) / sigma_next
             eps_prime = (eps + eps_next) / 2
         elif len(old_eps) == 1:
             eps_prime = (3 * eps - old_eps[-1]) / 2
@@ -175,13 +187,13 @@ def sample_plms(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, gen
             eps_prime = (55 * eps - 59 * old_eps[-1] + 37 * old_eps[-2] - 9 * old_eps[-3]) / 24
         else:
             eps_prime = eps
-        x = x + eps_prime * (sigma_next - sigma)
+        x = torch.add(x, eps_prime, alpha=sigma_next - sigma)
         old_eps = [*old_eps[-2:], eps]
-        _report(callback, i, sigmas[i], x, denoised)
+        _report(callback, i, sigma, x, denoised)
     return x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_ddpm(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                 callback: Callback = None, extra: dict | None = None, variance: str = "fixed_small",
                 variance_fn: ModelFn | None = None) -> torch.Tensor:
@@ -191,30 +203,31 @@ def sample_ddpm(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, gen
     2021: `variance_fn(x, sigma)` returns (x0, v) with v in [-1, 1] interpolating their logs).
     """
     extra = extra or {}
+    if variance not in ("fixed_small", "fixed_large", "learned"):
+        raise ValueError(f"unknown variance {variance!r}; use fixed_small, fixed_large or learned")
     if variance == "learned" and variance_fn is None:
         raise ValueError("variance='learned' needs variance_fn returning (x0, v)")
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    s, sigma_at = _steps(sigmas, x)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
         if variance == "learned":
-            denoised, v = variance_fn(x, _sigma(sigmas, i, x), **extra)
+            denoised, v = variance_fn(x, sigma_at(i), **extra)
         else:
-            denoised, v = model_fn(x, _sigma(sigmas, i, x), **extra), None
+            denoised, v = model_fn(x, sigma_at(i), **extra), None
         a, a_next = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
         beta = 1 - a / a_next  # the beta of this (possibly strided) step
         # Posterior mean in VE coordinates: (beta / (1 - a)) x0 + (1 - beta) (1 - a_next) / (1 - a) x.
-        x = (beta / (1 - a)).to(x.dtype) * denoised + ((1 - beta) * (1 - a_next) / (1 - a)).to(x.dtype) * x
+        x = torch.add(denoised * (beta / (1 - a)), x, alpha=(1 - beta) * (1 - a_next) / (1 - a))
         if sigma_next > 0:
-            small = ((1 - a_next) / (1 - a) * beta).clamp_min(1e-20)
+            small = max((1 - a_next) / (1 - a) * beta, 1e-20)
             if variance == "fixed_small":
-                std = small.sqrt()
+                std = math.sqrt(small)
             elif variance == "fixed_large":
-                std = beta.sqrt()
-            elif variance == "learned":
-                frac = (v.to(torch.float64) + 1) / 2  # float64: the log interpolation stays exact
-                std = (frac * beta.log() + (1 - frac) * small.log()).mul(0.5).exp()
+                std = math.sqrt(beta)
             else:
-                raise ValueError(f"unknown variance {variance!r}; use fixed_small, fixed_large or learned")
-            x = x + noise_like(x, generator) * (std / a_next.sqrt()).to(x.dtype)
+                frac = (v.to(torch.float64) + 1) / 2  # float64: the log interpolation stays exact
+                std = (frac * math.log(beta) + (1 - frac) * math.log(small)).mul(0.5).exp().to(x.dtype)
+            x = x + noise_like(x, generator) * (std / math.sqrt(a_next))
         _report(callback, i, sigma, x, denoised)
     return x
 

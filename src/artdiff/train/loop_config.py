@@ -28,7 +28,7 @@ class LoopConfig:
     grad_clip: float = option(1.0, "clip the gradient norm to this (0 disables)")
     ema_decay: float = option(0.999, "EMA of the weights, used for samples and the final model (0 disables)")
     ema_warmup: bool = option(True, "ramp the EMA decay up from 0 (the average starts from the trained weights)")
-    mixed_precision: Literal["no", "fp16", "bf16"] = option("no", "autocast precision on GPU (CPU trains in fp32)")
+    mixed_precision: Literal["no", "fp16", "bf16"] = option("no", "autocast precision (fp16 only on GPU; bf16 also on CPU)")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
     checkpoint_every: int = option(500, "save a full checkpoint every N steps (also on Ctrl-C)")
     keep_checkpoints: int = option(2, "keep the last K checkpoints")
