@@ -102,3 +102,14 @@ def test_timestep_spacings_match_diffusers(spacing, offset):
         ours_ddim = discrete_timesteps(steps, spacing=spacing, steps_offset=offset, round_linspace=True)
         assert torch.allclose(ours_euler.float(), euler.timesteps.float())
         assert torch.equal(ours_ddim.long(), ddim.timesteps.long())
+
+
+@pytest.mark.parametrize("spacing,offset", [("leading", 1), ("trailing", 0), ("linspace", 0)])
+def test_dpm_solver_timesteps_match_diffusers(spacing, offset):
+    from artdiff.core.schedules import dpm_solver_timesteps
+
+    for steps in (7, 20, 50):
+        scheduler = DPMSolverMultistepScheduler(**SD_CONFIG, timestep_spacing=spacing, steps_offset=offset)
+        scheduler.set_timesteps(steps)
+        ours = dpm_solver_timesteps(steps, spacing=spacing, steps_offset=offset)
+        assert torch.equal(ours.long(), scheduler.timesteps.long())

@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 
 from artdiff.cli.main import main
 from artdiff.errors import UserError
-from artdiff.generate.embedding_generate import GenerateOptions, generate
+from artdiff.generate.any_model import generate
+from artdiff.generate.options import GenerateOptions
 from artdiff.utils.pngmeta import read_parameters, read_sidecar
 
 from model_fixtures import tiny_embedding_model

@@ -6,23 +6,25 @@ import argparse
 import json
 
 from artdiff.cli._args import add_dataclass_args, args_to_config
-from artdiff.generate.embedding_generate import GenerateOptions
+from artdiff.generate.options import GenerateOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the command; flags come from GenerateOptions."""
     parser = subparsers.add_parser(
         "generate", help="generate images from text, image and embedding prompts, weighted and mixed",
-        description="Prompts combine as in CCLD: uncond + cfg * sum_i w_i (cond_i - uncond); negative weights push "
-                    "away. Image i uses seed + i. Each PNG carries its parameters and a JSON sidecar.")
-    parser.add_argument("prompts", nargs="*", metavar="PROMPT", help="text prompt, optionally TEXT:WEIGHT")
+        description="Embedding models (artdiff-mini): prompts combine as in CCLD, uncond + cfg * sum_i w_i "
+                    "(cond_i - uncond); negative weights push away. Stable Diffusion: one prompt in A1111 syntax "
+                    "((word:1.3), longer than 77 tokens), --negative, --init-image. Image i uses seed + i. Each PNG "
+                    "carries its parameters and a JSON sidecar.")
+    parser.add_argument("prompts", nargs="*", metavar="PROMPT", help="text prompt (TEXT:WEIGHT for embedding models)")
     add_dataclass_args(parser, GenerateOptions)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate and print where the images are."""
-    from artdiff.generate.embedding_generate import generate
+    from artdiff.generate.any_model import generate
 
     result = generate(args_to_config(GenerateOptions, args, prompts=args.prompts))
     if args.json:

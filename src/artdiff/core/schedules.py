@@ -65,6 +65,23 @@ def discrete_timesteps(num_steps: int, *, num_train_timesteps: int = 1000, spaci
     return t.flip(0)
 
 
+def dpm_solver_timesteps(num_steps: int, *, num_train_timesteps: int = 1000, spacing: Spacing = "leading",
+                         steps_offset: int = 0) -> torch.Tensor:
+    """Descending timesteps as DPMSolverMultistepScheduler spaces them (n + 1 points, the last dropped)."""
+    n, T = num_steps, num_train_timesteps
+    if n < 1 or n > T:
+        raise ValueError(f"steps must be between 1 and {T}, got {n}")
+    if spacing == "leading":
+        t = (torch.arange(n + 1, dtype=torch.float64) * (T // (n + 1))).round().flip(0)[:-1] + steps_offset
+    elif spacing == "trailing":
+        t = torch.arange(T, 0, -T / n, dtype=torch.float64).round() - 1
+    elif spacing == "linspace":
+        t = torch.linspace(0, T - 1, n + 1, dtype=torch.float64).round().flip(0)[:-1]
+    else:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; use leading, trailing or linspace")
+    return t
+
+
 def sigmas_at(timesteps: torch.Tensor, sigma_table: torch.Tensor) -> torch.Tensor:
     """Sigma at (possibly fractional) timesteps, interpolating the table linearly, as diffusers does."""
     t = timesteps.to(torch.float64).clamp(0, len(sigma_table) - 1)

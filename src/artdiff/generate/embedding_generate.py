@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -14,9 +13,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from artdiff import __version__
-from artdiff.config import option
 from artdiff.data.cache import fingerprint_files
 from artdiff.errors import UserError
+from artdiff.generate.options import GenerateOptions, GenerateResult
 from artdiff.generate.prompts import Prompt, parse_prompt
 from artdiff.generate.sample import sample_from_embeddings
 from artdiff.models import factory
@@ -27,50 +26,6 @@ from artdiff.models.preprocessing import Preprocessing
 from artdiff.utils.assets import SHIPPED_MODEL, shipped
 from artdiff.utils.images import ImageReadError, decode_rgb
 from artdiff.utils.pngmeta import infotext, save_png_with_metadata
-
-Sampler = Literal["dpm++2m", "euler", "euler_a", "heun", "ddim", "ddpm", "plms"]
-
-
-@dataclass
-class GenerateOptions:
-    """One generation request."""
-
-    prompts: list[str] = option(help="text prompts, TEXT or TEXT:WEIGHT", cli=False, default_factory=list)
-    images: list[str] = option(help="image prompt PATH or PATH:WEIGHT (repeatable)", flag="--image",
-                               default_factory=list)
-    embeddings: list[str] = option(help="saved embedding FILE or FILE:WEIGHT from `artdiff embed` (repeatable)",
-                                   flag="--embedding", default_factory=list)
-    model: str | None = option(None, "model directory (default: the shipped artdiff-mini)")
-    cfg: float = option(3.0, "classifier-free guidance scale, multiplying every prompt weight")
-    steps: int = option(50, "sampling steps")
-    sampler: Sampler = option("dpm++2m", "sampler")
-    karras: bool = option(False, "Karras et al. (2022) sigma spacing")
-    eta: float = option(0.0, "noise of ddim / euler_a steps")
-    seed: int = option(0, "image i uses seed + i, whatever -n is")
-    n: int = option(4, "number of images", flag="-n")
-    size: int | None = option(None, "image side in pixels (default: the model's training size)")
-    out: Path = option(Path("outputs/generate"), "folder for the images and their JSON sidecars")
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        if self.n < 1 or self.steps < 1:
-            raise ValueError("-n and --steps must be at least 1")
-
-
-@dataclass
-class GenerateResult:
-    """Where the images are and how fast they came."""
-
-    paths: list[Path]
-    seconds: float
-    model: str
-    prompt: str = ""
-
-    def to_json(self) -> dict:
-        """Plain data for --json."""
-        return {"images": [str(p) for p in self.paths], "seconds": round(self.seconds, 3), "model": self.model,
-                "prompt": self.prompt, "images_per_s": round(len(self.paths) / self.seconds, 3) if self.seconds else None}
-
 
 @dataclass
 class EmbeddingModel:
@@ -152,11 +107,17 @@ def build_prompt_set(model: EmbeddingModel, prompts: list[Prompt]) -> list[tuple
     return terms
 
 
-def generate(options: GenerateOptions) -> GenerateResult:
+def generate_embedding(options: GenerateOptions) -> GenerateResult:
     """Check every input, then sample -n images and write each with its infotext and JSON sidecar."""
     prompts = ([parse_prompt(p) for p in options.prompts] + [parse_prompt(p, "image") for p in options.images]
                + [parse_prompt(p, "embedding") for p in options.embeddings])
     model = load_embedding_model(options.model)
+    for name, given in (("--negative", options.negative), ("--init-image", options.init_image),
+                        ("--width/--height", options.width or options.height), ("--lora", options.lora)):
+        if given:
+            raise UserError(f"{name} is for Stable Diffusion models; embedding models mix weighted prompts instead "
+                            "(a negative weight pushes away)")
+    cfg_scale = 3.0 if options.cfg is None else options.cfg
     size = options.size or model.image_size
     multiple = model.latents.factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
     if size % multiple or size < multiple:
@@ -164,7 +125,7 @@ def generate(options: GenerateOptions) -> GenerateResult:
     prompt_set = build_prompt_set(model, prompts)
     started = time.perf_counter()
     images = sample_from_embeddings(model.unet, model.latents, model.info.schedule, model.info.parameterization,
-                                    [prompt_set] * options.n, cfg_scale=options.cfg, steps=options.steps,
+                                    [prompt_set] * options.n, cfg_scale=cfg_scale, steps=options.steps,
                                     seed=options.seed, latent_size=size // model.latents.factor,
                                     sampler=options.sampler, karras=options.karras, eta=options.eta)
     seconds = time.perf_counter() - started
@@ -173,7 +134,7 @@ def generate(options: GenerateOptions) -> GenerateResult:
     for index, image in enumerate(images):
         seed = options.seed + index
         pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        parameters = infotext(text, steps=options.steps, sampler=options.sampler, cfg_scale=options.cfg, seed=seed,
+        parameters = infotext(text, steps=options.steps, sampler=options.sampler, cfg_scale=cfg_scale, seed=seed,
                               size=(size, size), model_name=model.path.name, model_hash=model.hash)
         sidecar = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
                    "model_hash": model.hash, "request": {**asdict(options), "out": str(options.out)},

@@ -14,6 +14,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from transformers import (
     CLIPModel,
+    CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
     CLIPVisionModelWithProjection,
@@ -97,6 +98,12 @@ def load_text_tower(path: Path, *, device: str | torch.device = "cpu", dtype: to
                     ) -> CLIPTextModelWithProjection:
     """Load a CLIPTextModelWithProjection folder (a projected text_encoder/, as SDXL's text_encoder_2/)."""
     return _from_pretrained(CLIPTextModelWithProjection, path, dtype=dtype).to(device).eval()
+
+
+def load_text_encoder(path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                      ) -> CLIPTextModel:
+    """Load a CLIPTextModel folder (Stable Diffusion's text_encoder/) in eval mode."""
+    return _from_pretrained(CLIPTextModel, path, dtype=dtype).to(device).eval()
 
 
 def find_tokenizer_dir(path: Path) -> Path | None:

@@ -1,0 +1,108 @@
+"""`artdiff generate` for Stable Diffusion: A1111 prompt syntax, negative prompt, CFG, img2img, embeddings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from artdiff import __version__
+from artdiff.errors import UserError
+from artdiff.generate.options import GenerateOptions, GenerateResult
+from artdiff.generate.prompt_weighting import encode_prompt_pair
+from artdiff.generate.sd_sample import encode_image_latents, sample_sd
+from artdiff.models.stable_diffusion import StableDiffusion, load_stable_diffusion
+from artdiff.models.textual_inversion_files import add_textual_inversion, expand_tokens, load_textual_inversion
+from artdiff.utils.images import ImageReadError, decode_rgb, resize
+from artdiff.utils.pngmeta import infotext, save_png_with_metadata
+
+DEFAULT_CFG = 7.5  # StableDiffusionPipeline's default guidance scale
+
+
+def _check_options(options: GenerateOptions) -> None:
+    if len(options.prompts) > 1:
+        raise UserError(f"Stable Diffusion takes one prompt, got {len(options.prompts)}; weight words inside it "
+                        "with (word:1.3) and put what to avoid in --negative")
+    if options.images:
+        raise UserError("--image prompts need an embedding or image-variation model; for Stable Diffusion use "
+                        "--init-image (img2img) or `artdiff vary`")
+
+
+def output_size(model: StableDiffusion, options: GenerateOptions) -> tuple[int, int]:
+    """(width, height): the flags, else --size, else the UNet's native size; multiples of 8 (the VAE's factor)."""
+    native = model.unet.config.sample_size * model.vae_factor
+    width = options.width or options.size or native
+    height = options.height or options.size or native
+    multiple = model.vae_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
+    for name, value in (("width", width), ("height", height)):
+        if value < multiple or value % multiple:
+            raise UserError(f"--{name} {value} is not a positive multiple of {multiple}, which this model needs")
+    return width, height
+
+
+def apply_embeddings(model: StableDiffusion, specs: list[str], prompt: str, negative: str) -> tuple[str, str, list]:
+    """Load each textual-inversion FILE[:TOKEN] into the tokenizer and text encoder; expand multi-vector tokens."""
+    loaded = []
+    for spec in specs:
+        path, _, token = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+        embedding = load_textual_inversion(Path(path), token=token or None)
+        added = add_textual_inversion(model.tokenizer, model.text_encoder, embedding)
+        prompt = expand_tokens(prompt, embedding.token, len(added))
+        negative = expand_tokens(negative, embedding.token, len(added))
+        loaded.append({"file": path, "token": embedding.token, "vectors": len(added)})
+    return prompt, negative, loaded
+
+
+def _init_latents(model: StableDiffusion, path: str, size: tuple[int, int], n: int) -> torch.Tensor:
+    try:
+        image = decode_rgb(Path(path).read_bytes()).image
+    except FileNotFoundError:
+        raise UserError(f"--init-image {path} does not exist") from None
+    except (OSError, ImageReadError) as error:
+        raise UserError(f"--init-image {path} cannot be read ({error})") from None
+    image = resize(image, size, kernel="lanczos")  # A1111 and diffusers resize init images with Lanczos
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        return encode_image_latents(model, pixels).expand(n, -1, -1, -1)
+
+
+def generate_sd(options: GenerateOptions) -> GenerateResult:
+    """Check every input, then sample -n images and write each with A1111 infotext and a JSON sidecar."""
+    _check_options(options)
+    if options.lora:
+        raise UserError("--lora is not supported yet")
+    model = load_stable_diffusion(options.model)
+    width, height = output_size(model, options)
+    prompt, negative = (options.prompts[0] if options.prompts else ""), options.negative
+    prompt_used, negative_used, embeddings = apply_embeddings(model, options.embeddings, prompt, negative)
+    cfg_scale = DEFAULT_CFG if options.cfg is None else options.cfg
+    init = _init_latents(model, options.init_image, (width, height), options.n) if options.init_image else None
+    started = time.perf_counter()
+    with torch.inference_mode():
+        cond, uncond = encode_prompt_pair(model.text_encoder, model.tokenizer, prompt_used, negative_used)
+    seeds = [options.seed + i for i in range(options.n)]
+    images = sample_sd(model, cond, uncond, seeds=seeds, height=height, width=width, steps=options.steps,
+                       cfg_scale=cfg_scale, sampler=options.sampler, rescale=options.rescale, karras=options.karras,
+                       eta=options.eta, init_latents=init, strength=options.strength if init is not None else 1.0)
+    seconds = time.perf_counter() - started
+    extra = {"Guidance rescale": options.rescale} if options.rescale else {}
+    if init is not None:
+        extra["Denoising strength"] = options.strength
+    paths = []
+    for seed, image in zip(seeds, images):
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        parameters = infotext(prompt, negative=negative, steps=options.steps, sampler=options.sampler,
+                              cfg_scale=cfg_scale, seed=seed, size=(width, height), model_name=model.path.name,
+                              model_hash=model.hash, extra=extra)
+        sidecar = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
+                   "model_hash": model.hash, "kind": "stable-diffusion",
+                   "request": {**asdict(options), "out": str(options.out)}, "seed": seed, "size": [width, height],
+                   "prompt_used": prompt_used, "negative_used": negative_used, "embeddings": embeddings,
+                   "schedule": model.schedule, "parameterization": model.parameterization}
+        paths.append(save_png_with_metadata(Image.fromarray(pixels), options.out / f"{seed:06d}.png",
+                                            parameters=parameters, sidecar=sidecar))
+    return GenerateResult(paths, seconds, str(model.path), prompt)
