@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -67,4 +68,7 @@ def tiny_sd_pipeline(root: Path) -> StableDiffusionPipeline:
 def tiny_sd(out: Path) -> Path:
     """A tiny SD 1.x model folder in diffusers' layout."""
     tiny_sd_pipeline(out.parent / f"{out.name}-parts").save_pretrained(out, safe_serialization=True)
+    # v1-5's published scheduler_config.json also carries "clip_sample": false (PNDM ignores it; DDIM reads it).
+    config_file = out / "scheduler" / "scheduler_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "clip_sample": False}, indent=2))
     return out

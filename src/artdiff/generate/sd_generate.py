@@ -33,11 +33,12 @@ def _check_options(options: GenerateOptions) -> None:
 
 
 def output_size(model: StableDiffusion, options: GenerateOptions) -> tuple[int, int]:
-    """(width, height): the flags, else --size, else the UNet's native size; multiples of 8 (the VAE's factor)."""
+    """(width, height): the flags, else --size, else the UNet's native size; multiples of the VAE factor (8 in SD)."""
     native = model.unet.config.sample_size * model.vae_factor
-    width = options.width or options.size or native
-    height = options.height or options.size or native
-    multiple = model.vae_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
+    square = options.size if options.size is not None else native
+    width = options.width if options.width is not None else square
+    height = options.height if options.height is not None else square
+    multiple = model.vae_factor  # the UNet forwards odd latent sizes to its upsamplers, as diffusers allows
     for name, value in (("width", width), ("height", height)):
         if value < multiple or value % multiple:
             raise UserError(f"--{name} {value} is not a positive multiple of {multiple}, which this model needs")
