@@ -80,3 +80,21 @@ def test_missing_tracker_package_is_a_clear_error(tmp_path):
         pytest.skip("wandb is installed here")
     with pytest.raises(UserError, match="pip install wandb"):
         run_training(config(tmp_path / "run", report_to="wandb"), ToyTask())
+
+
+def test_bf16_autocast_runs_on_cpu_and_fp16_falls_back_to_fp32(tmp_path):
+    seen = {}
+
+    class Recording(ToyTask):
+        def loss(self, model, batch, seeds, step_index):
+            seen.setdefault(self.precision, torch.is_autocast_enabled("cpu"))
+            return super().loss(model, batch, seeds, step_index)
+
+    bf16 = Recording()
+    bf16.precision = "bf16"
+    result = run_training(config(tmp_path / "bf16", mixed_precision="bf16", max_steps=30), bf16)
+    fp16 = Recording()
+    fp16.precision = "fp16"
+    run_training(config(tmp_path / "fp16", mixed_precision="fp16", max_steps=2), fp16)
+    assert seen == {"bf16": True, "fp16": False}  # fp16 autocast is GPU-only
+    assert result.final_loss < 0.5

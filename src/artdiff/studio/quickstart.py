@@ -34,8 +34,8 @@ class QuickstartConfig:
     size: int = option(64, "image side in pixels")
     judge_epochs: int = option(10, "judge epochs")
     encoder_steps: int = option(1000, "encoder optimizer steps")
-    vae_steps: int = option(3000, "autoencoder optimizer steps")
-    ldm_steps: int = option(20000, "embedding-LDM optimizer steps")
+    vae_steps: int = option(1200, "autoencoder optimizer steps (batch 16)")
+    ldm_steps: int = option(8000, "embedding-LDM optimizer steps (batch 32)")
     seed: int = option(0, "seed of every stage")
     progress: bool = option(True, "show progress bars")
 
@@ -86,11 +86,12 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         batch_size=8 if tiny else 256, **common)))
     stage("vae", out / "vae" / "model" / "artdiff.json", lambda: train_vae(VaeTrainConfig(
         data=data, out=out / "vae", preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.vae_steps,
-        batch_size=8 if tiny else 32, warmup_steps=1 if tiny else 100, checkpoint_every=500, **common)))
+        batch_size=8 if tiny else 16, warmup_steps=1 if tiny else 100, checkpoint_every=500,
+        mixed_precision="bf16", **common)))  # bf16 autocast: about 1.7x faster convolutions, on CPU too
     stage("embedding-ldm", out / "ldm" / "model" / "artdiff.json", lambda: train_embedding_ldm(EmbeddingLDMConfig(
         data=data, encoder=str(out / "encoder"), vae=out / "vae" / "model", out=out / "ldm",
-        preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.ldm_steps, batch_size=8 if tiny else 64,
-        warmup_steps=1 if tiny else 500, checkpoint_every=1000, sample_every=0 if tiny else 2000, **common)))
+        preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.ldm_steps, batch_size=8 if tiny else 32,
+        warmup_steps=1 if tiny else 300, checkpoint_every=1000, sample_every=0 if tiny else 2000, **common)))
     model = out / "ldm" / "model"
     evaluation = evaluate_model(ModelEvalConfig(model=str(model), judge=out / "judge" / "model",
                                                 samples_per_prompt=1 if tiny else 4, image_prompts=4 if tiny else 32,

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 
 from artdiff.config import load_yaml, to_dict
 from artdiff.core.ema import EMA, ema_decay
@@ -98,6 +99,10 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
     """Train `task` under `cfg` (a method's config extends LoopConfig), resuming from the last checkpoint."""
     started = time.perf_counter()
     _check_tracker(cfg.report_to)
+    # Accelerate keeps its settings in process-wide singletons; a second run in one process (quickstart trains
+    # a bf16 VAE, then an fp32 LDM) must start from fresh ones. The process group (PartialState) is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
     accelerator = Accelerator(mixed_precision=_precision(cfg.mixed_precision),
                               log_with=None if cfg.report_to == "none" else cfg.report_to,
                               project_dir=str(cfg.out))
