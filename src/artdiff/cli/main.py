@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("artdiff.cli.embed", "save a folder's mean image embedding as a reusable style vector"),
     "train": ("artdiff.cli.train", "train a model: judge, encoder"),
     "evaluate": ("artdiff.cli.evaluate", "measure the judge or a joint encoder on a labelled set"),
+    "convert": ("artdiff.cli.convert", "copy a model directory with its weights in another precision (fp16)"),
     "quickstart": ("artdiff.cli.quickstart", "train artdiff-mini from nothing, offline (the whole recipe)"),
     "demo": ("artdiff.cli.demo", "run the main job on the shipped model and print where the results are"),
 }

@@ -1,0 +1,73 @@
+"""Copy a model directory with its floating-point safetensors weights stored in another precision."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from artdiff.errors import UserError
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class ConvertResult:
+    """Where the copy is and how much smaller (or larger) it got."""
+
+    out: Path
+    files: int
+    bytes_before: int
+    bytes_after: int
+
+    def to_json(self) -> dict:
+        """Plain data for --json."""
+        return {"out": str(self.out), "weight_files": self.files, "bytes_before": self.bytes_before,
+                "bytes_after": self.bytes_after}
+
+
+def _convert_file(source: Path, target: Path, dtype: torch.dtype) -> None:
+    tensors = {}
+    try:
+        with safe_open(str(source), framework="pt") as handle:
+            metadata = handle.metadata()
+            for key in handle.keys():
+                tensor = handle.get_tensor(key)
+                tensors[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    except (SafetensorError, OSError) as error:
+        raise UserError(f"{source} is not a readable safetensors file ({error})") from None
+    save_file(tensors, str(target), metadata=metadata)
+
+
+def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
+    """Copy `source` to `out` (written beside, then renamed); every *.safetensors float tensor becomes `dtype`.
+
+    Loaders read the stored precision and cast to the one asked for, so an fp16 copy halves the size and
+    loads as float32 wherever fp16 kernels are missing (CPUs).
+    """
+    source, out = Path(source), Path(out)
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if not source.is_dir():
+        raise UserError(f"{source} is not a model directory")
+    if out.resolve() == source.resolve():
+        raise UserError("the output must be a new folder, not the model itself")
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("*.safetensors"))
+    weights = sorted(source.rglob("*.safetensors"))
+    try:
+        for file in weights:
+            _convert_file(file, tmp / file.relative_to(source), DTYPES[dtype])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy is left behind
+        raise
+    after = sum(f.stat().st_size for f in tmp.rglob("*.safetensors"))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return ConvertResult(out, len(weights), sum(f.stat().st_size for f in weights), after)
