@@ -66,7 +66,8 @@ def test_generate_writes_pngs_equal_to_the_pipeline_and_seeds_are_batch_independ
     generate(GenerateOptions(**options, n=1, seed=11, out=tmp_path / "one"))
     alone = np.array(Image.open(tmp_path / "one" / "000011.png"))
     in_batch = np.array(Image.open(tmp_path / "three" / "000011.png"))
-    assert np.array_equal(alone, in_batch)
+    # batched kernels may round a value differently; anything beyond one 8-bit level would be a seeding bug
+    assert np.abs(alone.astype(int) - in_batch.astype(int)).max() <= 1
     sidecar = json.loads((tmp_path / "one" / "000011.json").read_text())
     assert sidecar["kind"] == "stable-diffusion" and sidecar["seed"] == 11
     parameters = Image.open(tmp_path / "one" / "000011.png").text["parameters"]

@@ -14,8 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("artdiff.cli.prepare", "turn a folder of artwork into a clean training set"),
     "synth": ("artdiff.cli.synth", "write a procedural art set with known labels (styles, palettes, grounds)"),
     "generate": ("artdiff.cli.generate", "generate images from text, image and embedding prompts"),
+    "vary": ("artdiff.cli.vary", "make variations of an image with an image-variation model"),
     "embed": ("artdiff.cli.embed", "save a folder's mean image embedding as a reusable style vector"),
-    "train": ("artdiff.cli.train", "train a model: judge, encoder"),
+    "train": ("artdiff.cli.train", "train a model: judge, encoder, vae, embedding-ldm, image-variation, "
+                                   "textual-inversion"),
     "evaluate": ("artdiff.cli.evaluate", "measure the judge or a joint encoder on a labelled set"),
     "convert": ("artdiff.cli.convert", "copy a model directory with its weights in another precision (fp16)"),
     "quickstart": ("artdiff.cli.quickstart", "train artdiff-mini from nothing, offline (the whole recipe)"),

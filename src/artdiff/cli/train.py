@@ -18,6 +18,11 @@ METHODS: dict[str, tuple[str, str, str, str]] = {
                       "latent diffusion conditioned on each image's own joint embedding (CCLD; no captions needed)"),
     "encoder": ("artdiff.train.encoder", "EncoderTrainConfig", "train_encoder",
                 "train a joint text-image encoder from scratch with the CLIP or CLOOB objective"),
+    "image-variation": ("artdiff.train.image_variation", "ImageVariationConfig", "train_image_variation",
+                        "Stable Diffusion conditioned on a CLIP image embedding (sd-image-variations): "
+                        "--init SD --image-encoder CLIP --stage attn|full"),
+    "textual-inversion": ("artdiff.train.textual_inversion", "TextualInversionConfig", "train_textual_inversion",
+                          "learn new token vectors (or retrain a word's) on a frozen Stable Diffusion, A1111-style"),
 }
 
 
@@ -25,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction, argv: list[str] | None = 
     """Register `train` and its methods; only the chosen method's module is imported (it imports torch)."""
     words = [a for a in (argv or []) if not a.startswith("-")]
     chosen = words[1] if len(words) > 1 and words[0] == "train" else None
-    parser = subparsers.add_parser("train", help="train a model (judge, encoder)",
+    parser = subparsers.add_parser("train", help="train a model (" + ", ".join(METHODS) + ")",
                                    description="Train a model. Run `artdiff train METHOD --help` for its options.")
     methods = parser.add_subparsers(dest="method", metavar="METHOD", title="methods", required=True)
     for name, (module_name, config_name, _, help_text) in METHODS.items():

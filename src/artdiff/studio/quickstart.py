@@ -35,7 +35,7 @@ class QuickstartConfig:
     judge_epochs: int = option(10, "judge epochs")
     encoder_steps: int = option(1000, "encoder optimizer steps")
     vae_steps: int = option(1200, "autoencoder optimizer steps (batch 16)")
-    ldm_steps: int = option(8000, "embedding-LDM optimizer steps (batch 32)")
+    ldm_steps: int = option(6500, "embedding-LDM optimizer steps (batch 32)")
     seed: int = option(0, "seed of every stage")
     progress: bool = option(True, "show progress bars")
 

@@ -45,6 +45,7 @@ class TrainTask(Protocol):
     def loss(self, model: torch.nn.Module, batch: Any, seeds: list[int], step: int) -> torch.Tensor: ...  # seed per example
     def sample(self, model: torch.nn.Module) -> torch.Tensor | None: ...  # fixed-seed images (N, 3, H, W) in [0, 1]
     def save(self, model: torch.nn.Module, directory: Path) -> None: ...  # write the model directory
+    # Optional: `log_extra() -> dict[str, float]`, more scalars for log.jsonl and the tracker at each log step.
 
 
 @dataclass
@@ -118,7 +119,7 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
         task.model.enable_gradient_checkpointing()
     params = task.trainable()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(cfg, step))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cfg.lr_factor(step))  # a method may override it
     model, optimizer = accelerator.prepare(task.model, optimizer)
     state, ema = LoopState(), EMA(params) if cfg.ema_decay > 0 else None
     existing = checkpoint_dirs(cfg.out)
@@ -154,10 +155,11 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
                 raise UserError(f"training diverged: {state.bad_steps} non-finite steps in a row at step {state.step}; "
                                 f"last good checkpoint: {last[-1] if last else 'none'}; try a lower --lr")
             if log is not None and (state.step % cfg.log_every == 0 or state.step == cfg.max_steps):
-                record = {"step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0]}
+                extra = task.log_extra() if hasattr(task, "log_extra") else {}  # a method's own scalars
+                record = {"step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0], **extra}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-                accelerator.log({"loss": loss, "lr": record["lr"]}, step=state.step)
+                accelerator.log({"loss": loss, "lr": record["lr"], **extra}, step=state.step)
             due = state.step % cfg.checkpoint_every == 0 or stop.requested or state.step == cfg.max_steps
             if due and state.bad_steps == 0:  # never rotate a good checkpoint out during a non-finite streak
                 _save(cfg, accelerator, state, model, ema, optimizer, scheduler)
@@ -224,18 +226,6 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
-
-
-def _lr_factor(cfg: LoopConfig, step: int) -> float:
-    """Linear warmup, then constant, cosine or linear decay to zero at max_steps."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress_ = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    if cfg.lr_schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
-    if cfg.lr_schedule == "linear":
-        return max(0.0, 1 - progress_)
-    return 1.0
 
 
 def _check_run_dir(cfg: LoopConfig) -> None:

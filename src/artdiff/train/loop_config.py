@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -54,3 +55,14 @@ class LoopConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of --lr at a step: linear warmup, then constant, cosine or linear decay to 0 at max_steps."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps)
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        if self.lr_schedule == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
