@@ -105,3 +105,34 @@ def test_bad_requests_are_one_line_errors(sd_dir, tmp_path, options, message):
     with pytest.raises(UserError, match=message):
         generate(GenerateOptions(**request))
     assert not (tmp_path / "out").exists()
+
+
+def test_embeddings_new_token_and_override_applied_only_when_asked(sd_dir, tmp_path, capsys):
+    from artdiff.models.textual_inversion_files import (
+        TextualInversion,
+        save_a1111_safetensors,
+        save_diffusers_embeds,
+    )
+
+    torch.manual_seed(0)
+    save_diffusers_embeds(tmp_path / "wild.safetensors",
+                          TextualInversion("<wild>", torch.randn(3, 32), "diffusers"))
+    save_a1111_safetensors(tmp_path / "sea.safetensors",
+                           TextualInversion("sea", torch.randn(1, 32), "a1111-safetensors", override_word="sea"))
+    common = dict(model=str(sd_dir), steps=2, sampler="euler", size=16, n=1)
+    generate(GenerateOptions(prompts=["a painting by <wild>"], embeddings=[str(tmp_path / "wild.safetensors")],
+                             out=tmp_path / "wild", **common))
+    sidecar = json.loads((tmp_path / "wild" / "000000.json").read_text())
+    assert sidecar["prompt_used"] == "a painting by <wild> <wild>_1 <wild>_2"
+    with pytest.raises(UserError, match="--apply-overrides"):
+        generate(GenerateOptions(prompts=["the sea"], embeddings=[str(tmp_path / "sea.safetensors")],
+                                 out=tmp_path / "refused", **common))
+    generate(GenerateOptions(prompts=["the sea at dusk"], negative="a cat", embeddings=[str(tmp_path / "sea.safetensors")],
+                             apply_overrides=True, out=tmp_path / "sea", **common))
+    assert "override 'sea'" in capsys.readouterr().err
+    sidecar = json.loads((tmp_path / "sea" / "000000.json").read_text())
+    assert sidecar["embeddings"][0]["prompts_changed"] == ["the sea at dusk"]
+    generate(GenerateOptions(prompts=["the sea at dusk"], negative="a cat", out=tmp_path / "base", **common))
+    base = np.array(Image.open(tmp_path / "base" / "000000.png")).astype(int)
+    overridden = np.array(Image.open(tmp_path / "sea" / "000000.png")).astype(int)
+    assert np.abs(base - overridden).max() > 0  # the word's rows really changed the result

@@ -23,6 +23,8 @@ class GenerateOptions:
                                         "textual-inversion FILE[:TOKEN] (repeatable)", flag="--embedding",
                                    default_factory=list)
     negative: str = option("", "negative prompt (Stable Diffusion)")
+    apply_overrides: bool = option(False, "let --embedding files made with --override-token replace their word "
+                                          "(Stable Diffusion; without it they are refused)")
     model: str | None = option(None, "model directory, hub id or SD .safetensors/.ckpt file "
                                      "(default: the shipped artdiff-mini)")
     cfg: float | None = option(None, "classifier-free guidance scale (default: 3 for embedding models, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,13 @@ from artdiff.generate.options import GenerateOptions, GenerateResult
 from artdiff.generate.prompt_weighting import encode_prompt_pair
 from artdiff.generate.sd_sample import encode_image_latents, sample_sd
 from artdiff.models.stable_diffusion import StableDiffusion, load_stable_diffusion
-from artdiff.models.textual_inversion_files import add_textual_inversion, expand_tokens, load_textual_inversion
+from artdiff.models.textual_inversion_files import (
+    add_textual_inversion,
+    expand_tokens,
+    load_textual_inversion,
+    override_word,
+    prompts_changed_by,
+)
 from artdiff.utils.images import ImageReadError, decode_rgb, resize
 from artdiff.utils.pngmeta import infotext, save_png_with_metadata
 
@@ -45,12 +52,29 @@ def output_size(model: StableDiffusion, options: GenerateOptions) -> tuple[int, 
     return width, height
 
 
-def apply_embeddings(model: StableDiffusion, specs: list[str], prompt: str, negative: str) -> tuple[str, str, list]:
-    """Load each textual-inversion FILE[:TOKEN] into the tokenizer and text encoder; expand multi-vector tokens."""
+def apply_embeddings(model: StableDiffusion, specs: list[str], prompt: str, negative: str, *,
+                     apply_overrides: bool = False) -> tuple[str, str, list]:
+    """Load each textual-inversion FILE[:TOKEN] into the tokenizer and text encoder; expand multi-vector tokens.
+
+    A file trained with --override-token replaces its word's rows, only with apply_overrides (it changes every
+    prompt using that word); which of this run's prompts it changes is printed and recorded.
+    """
     loaded = []
     for spec in specs:
         path, _, token = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
         embedding = load_textual_inversion(Path(path), token=token or None)
+        if embedding.override_word:
+            word = embedding.override_word
+            if not apply_overrides:
+                raise UserError(f"{path} overrides the word {word!r}; pass --apply-overrides to replace it in "
+                                "this run's prompts")
+            override_word(model.tokenizer, model.text_encoder, embedding, word)
+            changed = prompts_changed_by(model.tokenizer, word, [p for p in (prompt, negative) if p])
+            print(f"override {word!r} from {Path(path).name} changes: "
+                  + ("; ".join(repr(p) for p in changed) if changed else "no prompt of this run"), file=sys.stderr)
+            loaded.append({"file": path, "override_word": word, "vectors": len(embedding.vectors),
+                           "prompts_changed": changed})
+            continue
         added = add_textual_inversion(model.tokenizer, model.text_encoder, embedding)
         prompt = expand_tokens(prompt, embedding.token, len(added))
         negative = expand_tokens(negative, embedding.token, len(added))
@@ -79,7 +103,8 @@ def generate_sd(options: GenerateOptions) -> GenerateResult:
     model = load_stable_diffusion(options.model)
     width, height = output_size(model, options)
     prompt, negative = (options.prompts[0] if options.prompts else ""), options.negative
-    prompt_used, negative_used, embeddings = apply_embeddings(model, options.embeddings, prompt, negative)
+    prompt_used, negative_used, embeddings = apply_embeddings(model, options.embeddings, prompt, negative,
+                                                              apply_overrides=options.apply_overrides)
     cfg_scale = DEFAULT_CFG if options.cfg is None else options.cfg
     init = _init_latents(model, options.init_image, (width, height), options.n) if options.init_image else None
     started = time.perf_counter()
