@@ -9,6 +9,7 @@ import torch
 from artdiff.errors import UserError
 from artdiff.models.convert_dtype import convert_model_dtype
 from artdiff.models.factory import load_vae
+
 from model_fixtures import tiny_vae
 
 

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vary": ("artdiff.cli.vary", "make variations of an image with an image-variation model"),
     "embed": ("artdiff.cli.embed", "save a folder's mean image embedding as a reusable style vector"),
     "train": ("artdiff.cli.train", "train a model: judge, encoder, vae, embedding-ldm, image-variation, "
-                                   "textual-inversion"),
+                                   "textual-inversion, lora"),
     "evaluate": ("artdiff.cli.evaluate", "measure the judge or a joint encoder on a labelled set"),
     "convert": ("artdiff.cli.convert", "copy a model directory with its weights in another precision (fp16)"),
     "quickstart": ("artdiff.cli.quickstart", "train artdiff-mini from nothing, offline (the whole recipe)"),

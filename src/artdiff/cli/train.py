@@ -23,6 +23,9 @@ METHODS: dict[str, tuple[str, str, str, str]] = {
                         "--init SD --image-encoder CLIP --stage attn|full"),
     "textual-inversion": ("artdiff.train.textual_inversion", "TextualInversionConfig", "train_textual_inversion",
                           "learn new token vectors (or retrain a word's) on a frozen Stable Diffusion, A1111-style"),
+    "lora": ("artdiff.train.lora", "LoraTrainConfig", "train_lora",
+             "low-rank adapters (LoRA) on a frozen Stable Diffusion's attention, saved in diffusers' format: "
+             "--model SD --rank 4 [--train-text-encoder]"),
 }
 
 

@@ -8,8 +8,8 @@ randn((1, C, H, W)) per image (diffusers' convention), so an image never depends
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch

@@ -7,15 +7,18 @@ from pathlib import Path
 from artdiff.errors import UserError
 from artdiff.generate.options import GenerateOptions, GenerateResult
 from artdiff.models import factory
+from artdiff.models.single_file import is_checkpoint_file
 from artdiff.models.stable_diffusion import is_stable_diffusion
 
 
 def model_kind(reference: str | None) -> str:
-    """embedding-ldm or stable-diffusion, from artdiff.json or the diffusers layout (default: the shipped model)."""
+    """embedding-ldm or stable-diffusion, from artdiff.json, the diffusers layout or an SD checkpoint file."""
     if reference is None:
         return "embedding-ldm"
+    if is_checkpoint_file(reference):
+        return "stable-diffusion"  # the file's layout is checked when it loads
     if Path(reference).is_file():
-        raise UserError(f"{reference} is a file; single-file checkpoints are not supported yet, pass a diffusers "
+        raise UserError(f"{reference} is a file but not a .safetensors/.ckpt checkpoint; pass one of those or a "
                         "model folder")
     folder = factory.resolve_model_dir(reference)
     info = factory.read_json(folder / "artdiff.json")
@@ -30,6 +33,8 @@ def model_kind(reference: str | None) -> str:
 def generate(options: GenerateOptions) -> GenerateResult:
     """Generate with the generator for the model's kind."""
     kind = model_kind(options.model)
+    if kind != "stable-diffusion" and (options.model_config or options.tokenizer):
+        raise UserError("--model-config and --tokenizer are for Stable Diffusion .safetensors/.ckpt files")
     if kind == "stable-diffusion":
         from artdiff.generate.sd_generate import generate_sd
 

@@ -27,6 +27,7 @@ from artdiff.utils.assets import SHIPPED_MODEL, shipped
 from artdiff.utils.images import ImageReadError, decode_rgb
 from artdiff.utils.pngmeta import infotext, save_png_with_metadata
 
+
 @dataclass
 class EmbeddingModel:
     """A loaded embedding-ldm model directory."""

@@ -27,6 +27,11 @@ class GenerateOptions:
                                           "(Stable Diffusion; without it they are refused)")
     model: str | None = option(None, "model directory, hub id or SD .safetensors/.ckpt file "
                                      "(default: the shipped artdiff-mini)")
+    model_config: str | None = option(None, "SD .safetensors/.ckpt file: diffusers configs to build it with, a "
+                                            "folder or sd15 | sd21 | sd21-base (default: detected from the file)",
+                                      metavar="DIR")
+    tokenizer: str | None = option(None, "SD .safetensors/.ckpt file: CLIP tokenizer folder or diffusers SD "
+                                         "folder (default: the local Hugging Face cache)", metavar="DIR")
     cfg: float | None = option(None, "classifier-free guidance scale (default: 3 for embedding models, "
                                      "7.5 for Stable Diffusion)", shown_default="per model")
     rescale: float = option(0.0, "guidance rescale phi (Lin et al. 2023); 0.7 suits v-prediction models")
@@ -41,8 +46,9 @@ class GenerateOptions:
     height: int | None = option(None, "image height in pixels (Stable Diffusion; a multiple of 8)")
     init_image: str | None = option(None, "start from this image (img2img, Stable Diffusion)")
     strength: float = option(0.75, "how much of --init-image to repaint: 0 keeps it, 1 ignores it")
-    lora: list[str] = option(help="LoRA FILE:SCALE applied to the UNet (Stable Diffusion; repeatable)",
-                             flag="--lora", default_factory=list)
+    lora: list[str] = option(help="LoRA FILE_OR_DIR[:SCALE] (default scale 1) on the UNet and, when the file has "
+                                  "its layers, the text encoder: diffusers, kohya or A1111 files (Stable Diffusion; "
+                                  "repeatable)", flag="--lora", metavar="FILE[:SCALE]", default_factory=list)
     out: Path = option(Path("outputs/generate"), "folder for the images and their JSON sidecars")
 
     def __post_init__(self) -> None:

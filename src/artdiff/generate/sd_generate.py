@@ -16,6 +16,7 @@ from artdiff.errors import UserError
 from artdiff.generate.options import GenerateOptions, GenerateResult
 from artdiff.generate.prompt_weighting import encode_prompt_pair
 from artdiff.generate.sd_sample import encode_image_latents, sample_sd
+from artdiff.models.lora import AppliedLora, LoraSpec, apply_loras, parse_lora_spec
 from artdiff.models.stable_diffusion import StableDiffusion, load_stable_diffusion
 from artdiff.models.textual_inversion_files import (
     add_textual_inversion,
@@ -82,6 +83,21 @@ def apply_embeddings(model: StableDiffusion, specs: list[str], prompt: str, nega
     return prompt, negative, loaded
 
 
+def apply_model_loras(model: StableDiffusion, specs: list[LoraSpec]) -> list[AppliedLora]:
+    """Apply each --lora to the model's UNet and text encoder; note a LoRA trained on another base model."""
+    loras = apply_loras(model.unet, model.text_encoder, specs, model_name=model.path.name)
+    for lora in loras:
+        if lora.base_model_hash and lora.base_model_hash != model.hash:
+            print(f"note: LoRA {lora.name} was trained on model hash {lora.base_model_hash}, this model is "
+                  f"{model.hash}", file=sys.stderr)
+    return loras
+
+
+def lora_tags(loras: list[AppliedLora]) -> str:
+    """A1111's prompt tags for the applied LoRAs (A1111 reads the LoRAs of a pasted infotext from them)."""
+    return "".join(f" <lora:{lora.name}:{lora.scale:g}>" for lora in loras)
+
+
 def _init_latents(model: StableDiffusion, path: str, size: tuple[int, int], n: int) -> torch.Tensor:
     try:
         image = decode_rgb(Path(path).read_bytes()).image
@@ -98,9 +114,9 @@ def _init_latents(model: StableDiffusion, path: str, size: tuple[int, int], n: i
 def generate_sd(options: GenerateOptions) -> GenerateResult:
     """Check every input, then sample -n images and write each with A1111 infotext and a JSON sidecar."""
     _check_options(options)
-    if options.lora:
-        raise UserError("--lora is not supported yet")
-    model = load_stable_diffusion(options.model)
+    lora_specs = [parse_lora_spec(spec) for spec in options.lora]  # a bad spec fails before the model loads
+    model = load_stable_diffusion(options.model, config=options.model_config, tokenizer=options.tokenizer)
+    loras = apply_model_loras(model, lora_specs)
     width, height = output_size(model, options)
     prompt, negative = (options.prompts[0] if options.prompts else ""), options.negative
     prompt_used, negative_used, embeddings = apply_embeddings(model, options.embeddings, prompt, negative,
@@ -116,18 +132,21 @@ def generate_sd(options: GenerateOptions) -> GenerateResult:
                        eta=options.eta, init_latents=init, strength=options.strength if init is not None else 1.0)
     seconds = time.perf_counter() - started
     extra = {"Guidance rescale": options.rescale} if options.rescale else {}
+    if loras:  # A1111's field: "name: hash" per LoRA, quoted because it holds commas
+        extra["Lora hashes"] = '"' + ", ".join(f"{lora.name}: {lora.hash}" for lora in loras) + '"'
     if init is not None:
         extra["Denoising strength"] = options.strength
     paths = []
     for seed, image in zip(seeds, images):
         pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        parameters = infotext(prompt, negative=negative, steps=options.steps, sampler=options.sampler,
-                              cfg_scale=cfg_scale, seed=seed, size=(width, height), model_name=model.path.name,
-                              model_hash=model.hash, extra=extra)
+        parameters = infotext(prompt + lora_tags(loras), negative=negative, steps=options.steps,
+                              sampler=options.sampler, cfg_scale=cfg_scale, seed=seed, size=(width, height),
+                              model_name=model.path.name, model_hash=model.hash, extra=extra)
         sidecar = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
                    "model_hash": model.hash, "kind": "stable-diffusion",
                    "request": {**asdict(options), "out": str(options.out)}, "seed": seed, "size": [width, height],
                    "prompt_used": prompt_used, "negative_used": negative_used, "embeddings": embeddings,
+                   "loras": [lora.to_json() for lora in loras],
                    "schedule": model.schedule, "parameterization": model.parameterization}
         paths.append(save_png_with_metadata(Image.fromarray(pixels), options.out / f"{seed:06d}.png",
                                             parameters=parameters, sidecar=sidecar))

@@ -220,3 +220,67 @@ def load_unet(path: str | Path, *, device: str | torch.device = "cpu", dtype: to
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder} is not a UNet folder (no config.json)")
     return _from_pretrained(UNet2DConditionModel, folder, torch_dtype=dtype).to(device)
+
+
+def cached_hub_dir(hub_id: str) -> Path | None:
+    """The hub id's snapshot folder in the local Hugging Face cache, or None; never downloads."""
+    try:
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def _single_file_part(build: Any, part: str, source: Path, config_dir: Path) -> Any:
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
+
+    try:
+        module = build()
+    except (SingleFileComponentError, ValueError, KeyError, OSError, RuntimeError) as error:
+        text = str(getattr(error, "message", None) or error).strip()
+        shapes = re.search(r"(\S+) expected shape torch.Size\((\[.*?\])\), but got torch.Size\((\[.*?\])\)", text)
+        reason = (f"{shapes[1]} is {shapes[3]} in the file, {shapes[2]} in the config" if shapes
+                  else text.splitlines()[0][:200] if text else type(error).__name__)
+        raise UserError(f"cannot build the {part} of {source.name} with the configs in {config_dir}: {reason}; "
+                        "pass --model-config with the diffusers configs this checkpoint was made for") from None
+    missing = [name for name, tensor in module.state_dict().items() if tensor.is_meta]
+    if missing:
+        raise UserError(f"{source} has no weights for the {part} ({len(missing)} tensors missing, e.g. {missing[0]}); "
+                        "it is not a complete Stable Diffusion checkpoint")
+    return module.eval()
+
+
+def load_sd_single_file_parts(state_dict: dict[str, torch.Tensor], config_dir: Path, *, source: Path,
+                              device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                              ) -> tuple[Any, Any, CLIPTextModel]:
+    """The UNet, VAE and CLIP text encoder of an original-layout SD state dict, built from local diffusers configs.
+
+    diffusers' single-file converters (loaders/single_file_utils) map the CompVis/Stability keys; `config_dir`
+    holds unet/, vae/ and text_encoder/ config.json files, so nothing is fetched from the hub.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+
+    torch_dtype = None if dtype == torch.float32 else dtype  # diffusers warns on every cast, even to float32
+    common = {"config": str(config_dir), "local_files_only": True, "torch_dtype": torch_dtype}
+    unet = _single_file_part(lambda: UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", **common),
+                             "UNet", source, config_dir)
+    vae = _single_file_part(lambda: AutoencoderKL.from_single_file(state_dict, subfolder="vae", **common),
+                            "VAE", source, config_dir)
+    text_encoder = _single_file_part(
+        lambda: create_diffusers_clip_model_from_ldm(CLIPTextModel, state_dict, subfolder="text_encoder",
+                                                     config=str(config_dir), torch_dtype=torch_dtype,
+                                                     local_files_only=True),
+        "text encoder", source, config_dir)
+    return unet.to(device), vae.to(device), text_encoder.to(device)
+
+
+def save_lora_weights(path: str | Path, *, unet_layers: dict[str, torch.Tensor],
+                      text_encoder_layers: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write diffusers' pytorch_lora_weights.safetensors (keys prefixed unet. / text_encoder.) into a folder."""
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+
+    folder = Path(path)
+    StableDiffusionLoraLoaderMixin.save_lora_weights(folder, unet_lora_layers=unet_layers,
+                                                     text_encoder_lora_layers=text_encoder_layers or None,
+                                                     safe_serialization=True)
+    return folder
