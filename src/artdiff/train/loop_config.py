@@ -33,7 +33,7 @@ class LoopConfig:
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
     checkpoint_every: int = option(500, "save a full checkpoint every N steps (also on Ctrl-C)")
     keep_checkpoints: int = option(2, "keep the last K checkpoints")
-    sample_every: int = option(0, "write a fixed-seed sample grid every N steps (0: only at the end)")
+    sample_every: int = option(0, "write a fixed-seed sample grid every N steps (0: one at the end; textual inversion and lora: none)")
     log_every: int = option(10, "log the loss every N steps")
     nan_patience: int = option(5, "stop after this many non-finite steps in a row (each is skipped)")
     seed: int = option(0, "seed of the data order, noise and initialisation")
