@@ -12,7 +12,9 @@ from helpers import pattern, save
 def test_demo_on_a_folder_of_paintings(tmp_path):
     for i in range(3):
         save(pattern(120, 90, seed=i), tmp_path / "art" / f"painting_{i}.jpg", quality=90)
-    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "art", size=64, progress=False))
+    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "art", size=64, progress=False,
+                                 gallery=False))
+    assert result.gallery is None
     assert result.dataset.outputs == 3 and result.sheet.is_file()
     assert len(list((result.dataset.dst / "focal-debug").glob("*.jpg"))) == 3
 
@@ -20,7 +22,8 @@ def test_demo_on_a_folder_of_paintings(tmp_path):
 def test_demo_cli_prints_where_results_are(tmp_path, capsys):
     for i in range(2):
         save(pattern(100, 100, seed=i), tmp_path / "art" / f"p{i}.png")
-    assert main(["demo", "--out", str(tmp_path / "out"), "--artworks", str(tmp_path / "art"), "--size", "48"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "out"), "--artworks", str(tmp_path / "art"), "--size", "48",
+                 "--no-gallery"]) == 0
     assert f"contact sheet: {tmp_path / 'out' / 'dataset-contact-sheet.png'}" in capsys.readouterr().out
 
 
@@ -32,7 +35,8 @@ def test_contact_sheet_grid(tmp_path):
 
 
 def test_demo_without_paintings_uses_the_procedural_set(tmp_path):
-    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "absent", size=32, progress=False))
+    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "absent", size=32, progress=False,
+                                 gallery=False))
     records = [r for r in result.dataset.dst.joinpath("manifest.jsonl").read_text().splitlines()]
     assert result.dataset.outputs == 24 and len(records) == 24
     assert '"caption_source": "metadata"' in records[0]  # the synthetic captions came along

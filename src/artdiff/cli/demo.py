@@ -11,12 +11,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register the command."""
     parser = subparsers.add_parser("demo", help="run the main job on the shipped model and print where results are",
                                    description="Prepare the real paintings (or a generated procedural set) into a "
-                                               "dataset and write a contact sheet of it.")
+                                               "dataset with a contact sheet, then generate a labelled gallery from "
+                                               "the shipped artdiff-mini (text prompts, the paintings as image "
+                                               "prompts, and a mix).")
     parser.add_argument("--out", default="outputs/demo", help="folder for the demo's outputs")
     parser.add_argument("--artworks", default=None, help="folder of paintings to start from (optional)")
     parser.add_argument("--size", type=int, default=256, help="image size of the dataset")
     parser.add_argument("--model", default=None, help="embedding-ldm for the gallery (default: the shipped one)")
     parser.add_argument("--steps", type=int, default=50, help="sampling steps of the gallery")
+    parser.add_argument("--no-gallery", dest="gallery", action="store_false",
+                        help="only prepare the dataset and its contact sheet")
     return parser
 
 
@@ -25,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from artdiff.studio.demo import DemoConfig, run_demo
 
     result = run_demo(DemoConfig(out=Path(args.out), artworks=Path(args.artworks) if args.artworks else None,
-                                 size=args.size, progress=not args.json, model=args.model, steps=args.steps))
+                                 size=args.size, progress=not args.json, model=args.model, steps=args.steps,
+                                 gallery=args.gallery))
     if args.json:
         print(json.dumps({"source": str(result.source), "dataset": result.dataset.to_json(),
                           "contact_sheet": str(result.sheet),

@@ -28,6 +28,7 @@ class DemoConfig:
     progress: bool = True
     model: str | None = None  # an embedding-ldm for the gallery; default: the shipped artdiff-mini if present
     steps: int = 50
+    gallery: bool = True  # False: only the dataset and its contact sheet
 
 
 @dataclass
@@ -56,7 +57,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     sheet = contact_sheet([prepared.dst / r["image"] for r in records], [r["caption"] for r in records],
                           out / "dataset-contact-sheet.png", title=f"artdiff prepare: {source}")
     gallery = None
-    if cfg.model or SHIPPED_MODEL.is_dir():
+    if cfg.gallery and (cfg.model or SHIPPED_MODEL.is_dir()):
         prompts = painting_files(cfg.artworks) or [prepared.dst / r["image"] for r in records[:4]]
         gallery = make_gallery(cfg.model, out / "gallery", image_prompts=prompts, steps=cfg.steps).sheet
     return DemoResult(source=source, dataset=prepared, sheet=sheet, gallery=gallery)
