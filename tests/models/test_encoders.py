@@ -209,3 +209,12 @@ def test_specs_build_configs_with_the_tokenizer_ids():
     assert ClipSpec.from_dict(clip_preset("tiny").to_dict()) == clip_preset("tiny")
     with pytest.raises(ValueError, match="unknown encoder preset"):
         clip_preset("huge")
+
+
+def test_loading_prints_no_progress_bars_and_leaves_them_enabled(folders, capfd):
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.enable_progress_bar()
+    load_encoder(folders / "custom")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # other bars (downloads) are the user's to see

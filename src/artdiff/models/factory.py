@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from transformers import (
     CLIPVisionModelWithProjection,
     PreTrainedModel,
 )
+from transformers.utils import logging as transformers_logging
 
 from artdiff.errors import UserError
 from artdiff.models.preprocessing import Preprocessing
@@ -74,9 +77,22 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
+@contextlib.contextmanager
+def _quiet_weight_loading() -> Iterator[None]:
+    """Silence transformers' per-tensor "Loading weights" bar: a local load is instant and the bar is noise."""
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def _from_pretrained(cls: Any, path: Path, **kwargs: Any) -> Any:
     try:
-        return cls.from_pretrained(path, local_files_only=True, **kwargs)
+        with _quiet_weight_loading():
+            return cls.from_pretrained(path, local_files_only=True, **kwargs)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load {cls.__name__} from {path}: {reason}") from None
