@@ -35,3 +35,12 @@ def test_errors_are_one_line(synth, tmp_path, capsys):
     assert main(["train", "judge", "--data", str(synth), "--val-fraction", "2"]) == 2
     err = capsys.readouterr().err
     assert "--val-fraction" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_interrupted_training_exits_130_saying_how_to_resume(synth, tmp_path, monkeypatch, capsys):
+    import artdiff.train.vae as vae
+    from artdiff.train.loop import LoopResult
+
+    monkeypatch.setattr(vae, "train_vae", lambda cfg: LoopResult(cfg.out, None, steps=3, interrupted=True))
+    assert main(["train", "vae", "--data", str(synth), "--out", str(tmp_path / "run"), "--preset", "tiny"]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err

@@ -16,3 +16,14 @@ def test_tiny_quickstart_end_to_end(tmp_path, capsys):
     assert set(result["evaluation"]["text_adherence"]) == {"style", "palette", "ground"}
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["seconds"] == {}  # every stage was already complete
+
+
+def test_an_interrupted_stage_stops_the_recipe_with_exit_130(tmp_path, monkeypatch, capsys):
+    import artdiff.studio.quickstart as quickstart
+
+    stopped = []
+    monkeypatch.setattr(quickstart, "train_vae", lambda cfg: stopped.append(cfg.out))  # stops, writes no model
+    argv = ["quickstart", "--train", str(tmp_path / "qs"), "--scale", "tiny", "--json"]
+    assert main(argv) == 130
+    assert stopped and "interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "qs" / "ldm").exists() and not (tmp_path / "qs" / "quickstart.json").exists()

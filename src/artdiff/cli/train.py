@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sys
 
 from artdiff.cli._args import add_dataclass_args, args_to_config
 
@@ -60,4 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print("\n".join(f"{key}: {value}" for key, value in summary.items()))
+    if summary.get("interrupted"):  # the checkpoint is saved; the same command resumes from it
+        print(f"artdiff train {args.method}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0

@@ -71,6 +71,8 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
             return
         started = time.perf_counter()
         work()
+        if not done.exists():  # the stage stopped early (Ctrl-C, SIGTERM) and kept its checkpoint
+            raise KeyboardInterrupt(f"stage {name} stopped before it finished; run the same command to continue")
         seconds[name] = round(time.perf_counter() - started, 1)
 
     data, heldout = out / "synth", out / "synth-heldout"
