@@ -32,7 +32,6 @@ from peft.utils import get_peft_model_state_dict
 
 from artdiff.config import option, to_dict
 from artdiff.core.schedules import alphas_cumprod, ddpm_betas
-from artdiff.data.cache import cached_features, fingerprint_folder
 from artdiff.data.dataset import ImageDataset
 from artdiff.errors import UserError
 from artdiff.generate.prompt_weighting import (
@@ -49,6 +48,7 @@ from artdiff.models.model_info import ModelInfo
 from artdiff.models.stable_diffusion import load_stable_diffusion
 from artdiff.train.loop import LoopResult, run_training
 from artdiff.train.loop_config import LoopConfig
+from artdiff.train.sd_latents import cached_sd_latents
 from artdiff.train.ti_templates import FILEWORDS, fill_template, read_template_file
 
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # diffusers' attention projections (self and cross)
@@ -191,18 +191,7 @@ class LoraTask:
 
     def _cache(self) -> dict[str, torch.Tensor]:
         """Posterior mean and std of every image's latent (scaled), computed once per data/VAE/size."""
-        vae, scale = self.sd.vae, self.sd.latent_scale
-
-        @torch.no_grad()
-        def compute(indices: list[int]) -> dict[str, torch.Tensor]:
-            posterior = vae.encode(self.data.images(indices) * 2 - 1).latent_dist
-            return {"latent_mean": posterior.mean * scale, "latent_std": posterior.std * scale}
-
-        folder = Path(self.sd.path)
-        vae_identity = fingerprint_folder(folder / "vae") if folder.is_dir() else self.sd.hash
-        identity = {"kind": "sd-latents", "size": self.size, "scale": scale, "vae": vae_identity}  # as textual inversion
-        return cached_features(self.cfg.data, identity, compute, len(self.data), batch_size=8,
-                               show_progress=self.cfg.progress)
+        return cached_sd_latents(self.sd, self.data, self.cfg.data, self.size, progress=self.cfg.progress)
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return self.params

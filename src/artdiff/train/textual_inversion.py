@@ -29,7 +29,6 @@ import torch.nn.functional as F
 
 from artdiff.config import option, to_dict
 from artdiff.core.schedules import alphas_cumprod, ddpm_betas
-from artdiff.data.cache import cached_features, fingerprint_folder
 from artdiff.data.dataset import ImageDataset
 from artdiff.errors import UserError
 from artdiff.generate.prompt_weighting import (
@@ -54,6 +53,7 @@ from artdiff.models.textual_inversion_files import (
 from artdiff.train.loop import LoopResult, run_training
 from artdiff.train.loop_config import LoopConfig
 from artdiff.train.lr_schedule_string import parse_lr_schedule
+from artdiff.train.sd_latents import cached_sd_latents
 from artdiff.train.ti_templates import FILEWORDS, NAME, TEMPLATES, fill_template, resolve_template, uses
 
 MAX_VECTORS = 16
@@ -252,17 +252,7 @@ class TextualInversionTask:
 
     def _cache(self) -> dict[str, torch.Tensor]:
         """Posterior mean and std of every image's latent (scaled), computed once per data/VAE/size."""
-        vae, scale = self.sd.vae, self.sd.latent_scale
-
-        @torch.no_grad()
-        def compute(indices: list[int]) -> dict[str, torch.Tensor]:
-            posterior = vae.encode(self.data.images(indices) * 2 - 1).latent_dist
-            return {"latent_mean": posterior.mean * scale, "latent_std": posterior.std * scale}
-
-        identity = {"kind": "sd-latents", "size": self.size, "scale": scale,
-                    "vae": fingerprint_folder(Path(self.sd.path) / "vae")}
-        return cached_features(self.cfg.data, identity, compute, len(self.data), batch_size=8,
-                               show_progress=self.cfg.progress)
+        return cached_sd_latents(self.sd, self.data, self.cfg.data, self.size, progress=self.cfg.progress)
 
     def _fixed_latents(self) -> torch.Tensor | None:
         """A1111's "once" (one draw per image, here seeded by image) and "deterministic" (the mean) latents."""
