@@ -51,7 +51,8 @@ SIZES = {
                   up_block_types=("UpBlock2D", CROSS[1], CROSS[1], CROSS[1])),
              (128, 256, 512, 512), (768, 12, 12), 512),
 }
-PROMPT = "a painting of a lighthouse by the sea in oil, (colourful:1.0), dusk"
+# No A1111 emphasis syntax: diffusers reads brackets as plain tokens, so both sides must see the same text.
+PROMPT = "a painting of a lighthouse by the sea in oil, colourful, dusk"
 
 
 def build(size: str, folder: Path) -> Path:
