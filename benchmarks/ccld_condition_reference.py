@@ -13,10 +13,10 @@ import json
 import tempfile
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
 from artdiff.config import from_dict, load_yaml
+from artdiff.core.ema import EMA
 from artdiff.evaluate.model_eval import ModelEvalConfig, evaluate_model
 from artdiff.train.embedding_ldm import EmbeddingLDMConfig, EmbeddingLDMTask
 
@@ -31,10 +31,10 @@ def model_at_step(run: Path, step: int, out: Path) -> Path:
     cfg = from_dict(EmbeddingLDMConfig, load_yaml(run / "config.yaml"), where=str(run / "config.yaml"))
     cfg.progress = False
     task = EmbeddingLDMTask(cfg)  # reads the cached latents and embeddings; builds the UNet
-    ema = load_file(str(checkpoint / "ema.safetensors"))
-    with torch.no_grad():
-        for i, param in enumerate(task.trainable()):
-            param.copy_(ema[f"ema.{i}"])
+    params = task.trainable()
+    ema = EMA(params)
+    ema.load_state_dict(load_file(str(checkpoint / "ema.safetensors")))
+    ema.copy_to(params)
     target = out / f"{run.name}-step-{step}"
     task.save(task.model, target)
     return target

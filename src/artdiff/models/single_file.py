@@ -38,9 +38,10 @@ TOKENIZER_HUB_IDS = {
             "stabilityai/stable-diffusion-2", "stabilityai/stable-diffusion-2-base",
             "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"),
 }
-CONVERT_HINT = ("convert it to .safetensors where you trust its source, e.g. python -c \"import torch, "
-                "safetensors.torch as s; d = torch.load('IN.ckpt', weights_only=False); d = d.get('state_dict', d); "
-                "s.save_file({k: v.contiguous() for k, v in d.items() if torch.is_tensor(v)}, 'OUT.safetensors')\"")
+# No ready-made command: loading such a file runs its code, which only its owner can decide to allow.
+CONVERT_HINT = ("convert it to .safetensors only if you trust its source (load it once in PyTorch allowing "
+                "its code, then write its tensors with safetensors.torch.save_file), or ask its author for a "
+                ".safetensors copy")
 
 
 def is_checkpoint_file(reference: str | Path | None) -> bool:
