@@ -1,8 +1,8 @@
 """Our sampling loop against diffusers' scheduler loop on the same UNet, weights, timesteps and noise.
 
 For each UNet size (tiny, small), batch (1, 8) and sampler (Euler, DDIM, DPM++ 2M) it checks that the
-outputs are equal (max abs difference) and prints the time ratio ours / diffusers, each the fastest of
---repeats interleaved runs. The "none" rows swap the UNet for a one-multiply stand-in, which isolates what
+outputs are equal (max abs difference) and prints the time ratio ours / diffusers: each side's fastest of
+--repeats runs taken in alternating (ABBA) order, and the ratio of medians beside it (_timing.py). The "none" rows swap the UNet for a one-multiply stand-in, which isolates what
 each loop itself costs per step (the UNet is the same call in both, so this is where they differ).
 Usage: python benchmarks/sampler_vs_diffusers.py [--json] [--steps 20] [--repeats 5] [--device cpu]
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
+from functools import partial
 
 import torch
+from _timing import CLOCKS, paired
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UNet2DConditionModel
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput as UNet2DOutput
 
@@ -67,31 +68,6 @@ def our_loop(unet, scheduler, noise, cond, steps, sampler):
     return sampler(denoiser, x, sigmas.to(noise.device), extra={"encoder_hidden_states": cond})
 
 
-CLOCK = time.perf_counter  # --clock cpu: process CPU seconds, which other processes on the machine barely move
-
-
-def once(fn, *args):
-    """Seconds and output of one call."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = CLOCK()
-    out = fn(*args)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return CLOCK() - start, out
-
-
-def interleaved(repeats, reference, ours):
-    """Alternate the two loops and keep each one's fastest run: the least disturbed by other load."""
-    ref_times, our_times, ref, got = [], [], None, None
-    for _ in range(repeats):
-        seconds, ref = once(*reference)
-        ref_times.append(seconds)
-        seconds, got = once(*ours)
-        our_times.append(seconds)
-    return min(ref_times), ref, min(our_times), got
-
-
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -100,12 +76,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--unets", default="none,tiny,small", help="comma-separated: none, tiny, small")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="wall: elapsed seconds; cpu: this process's CPU seconds (steadier on a shared machine)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    global CLOCK
-    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     rows = []
     specs = {"none": {**UNETS["tiny"], "sample_size": 64}, **UNETS}
@@ -122,12 +96,11 @@ def main() -> None:
                 # SD's scheduler config: no x0 clipping (DDIMScheduler clips by default).
                 scheduler = scheduler_cls(**SD, **({"clip_sample": False} if scheduler_cls is DDIMScheduler else {}))
                 repeats = args.repeats * 4 if size == "none" else args.repeats  # cheap: more runs, less noise
-                ref_s, ref, our_s, got = interleaved(
-                    repeats, (diffusers_loop, unet, scheduler, noise, cond, args.steps),
-                    (our_loop, unet, scheduler, noise, cond, args.steps, sampler))
-                rows.append({"unet": size, "batch": batch, "sampler": name, "diffusers_s": round(ref_s, 6),
-                             "artdiff_s": round(our_s, 6), "ratio": round(our_s / ref_s, 3),
-                             "max_abs_diff": float((got - ref).abs().max())})
+                timing = paired(partial(diffusers_loop, unet, scheduler, noise, cond, args.steps),
+                                partial(our_loop, unet, scheduler, noise, cond, args.steps, sampler), repeats,
+                                clock=args.clock)
+                rows.append({"unet": size, "batch": batch, "sampler": name, **timing.row(),
+                             "max_abs_diff": float((timing.ours_out - timing.reference_out).abs().max())})
     result = {"machine": f"{platform.machine()} {args.device}, {args.threads} threads", "steps": args.steps,
               "torch": torch.__version__, "rows": rows}
     if args.json:
@@ -137,7 +110,8 @@ def main() -> None:
           "unet none = the loops alone")
     for r in rows:
         print(f"  {r['unet']:5s} batch {r['batch']}  {r['sampler']:8s} diffusers {r['diffusers_s']:8.4f}s  "
-              f"artdiff {r['artdiff_s']:8.4f}s  ratio {r['ratio']:.3f}  max|diff| {r['max_abs_diff']:.1e}")
+              f"artdiff {r['artdiff_s']:8.4f}s  ratio {r['ratio']:.3f} (medians {r['median_ratio']:.3f})  "
+              f"max|diff| {r['max_abs_diff']:.1e}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Random weights in the real component classes (speed does not depend on weight values): "tiny" and "mid"
 on CPU, and the SD 1.5 architecture (860M UNet, 83M VAE, 123M text encoder) with --sd15 (a GPU). Both sides
 encode the prompt and negative prompt, run CFG with the same scheduler config and per-image generators, and
-decode; the script checks the images are equal and prints the time ratio ours / diffusers, each the
-fastest of --repeats interleaved runs.
+decode; the script checks the images are equal and prints the time ratio ours / diffusers: each side's
+fastest of --repeats runs taken in alternating (ABBA) order, and the ratio of medians beside it (_timing.py).
 Usage: python benchmarks/sd_vs_diffusers.py [--json] [--steps 20] [--repeats 3] [--device cpu] [--sd15]
 """
 
@@ -14,10 +14,10 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from _timing import CLOCKS, paired
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
@@ -81,17 +81,6 @@ def build(size: str, folder: Path) -> Path:
     return out
 
 
-def timed(fn):
-    """Seconds and output of one call."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, out
-
-
 def runners(pipe, ours, sampler, seeds, side, steps):
     """The two text-to-image calls compared: diffusers' pipeline and artdiff's encode + sample + decode."""
 
@@ -119,6 +108,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="tiny,mid", help="comma-separated: tiny, mid, sd15")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall: elapsed seconds; cpu: this process's CPU seconds (steadier on a shared machine)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,15 +127,9 @@ def main() -> None:
                 pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
 
                 reference, artdiff = runners(pipe, ours, sampler, seeds, side, args.steps)
-                ref_times, our_times = [], []
-                for _ in range(args.repeats):
-                    seconds, expected = timed(reference)
-                    ref_times.append(seconds)
-                    seconds, got = timed(artdiff)
-                    our_times.append(seconds)
-                rows.append({"size": size, "sampler": sampler, "batch": args.batch, "diffusers_s": round(min(ref_times), 4),
-                             "artdiff_s": round(min(our_times), 4), "ratio": round(min(our_times) / min(ref_times), 3),
-                             "max_abs_diff": float((got - expected).abs().max())})
+                timing = paired(reference, artdiff, args.repeats, clock=args.clock)
+                rows.append({"size": size, "sampler": sampler, "batch": args.batch, **timing.row(),
+                             "max_abs_diff": float((timing.ours_out - timing.reference_out).abs().max())})
     result = {"machine": f"{platform.machine()} {args.device} {args.dtype}, {args.threads} threads",
               "steps": args.steps, "torch": torch.__version__, "rows": rows}
     if args.json:
@@ -153,7 +138,7 @@ def main() -> None:
     print(f"{args.steps} steps, CFG 7.5, batch {args.batch} on {result['machine']}; ratio = artdiff / diffusers")
     for r in rows:
         print(f"  {r['size']:5s} {r['sampler']:8s} diffusers {r['diffusers_s']:8.3f}s  artdiff {r['artdiff_s']:8.3f}s  "
-              f"ratio {r['ratio']:.3f}  max|diff| {r['max_abs_diff']:.1e}")
+              f"ratio {r['ratio']:.3f} (medians {r['median_ratio']:.3f})  max|diff| {r['max_abs_diff']:.1e}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,9 @@ def test_sigma_to_t_inverts_the_table_interpolation():
     denoiser = DiscreteDenoiser(lambda x, t: x, alphas_bar)
     t = torch.tensor([0.0, 3.25, 500.5, 998.9, 999.0], dtype=torch.float64)
     assert torch.allclose(denoiser.sigma_to_t(sigmas_at(t, denoiser.sigma_table)), t, atol=1e-6)
+    table = denoiser.sigma_table
+    outside = torch.stack([table[0] / 2, table[-1] * 2])  # beyond the table: clamped to its ends, 0 and T-1
+    assert denoiser.sigma_to_t(outside).tolist() == [0.0, 999.0]
 
 
 def test_betas_match_diffusers():

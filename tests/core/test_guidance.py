@@ -93,3 +93,13 @@ def test_gradient_guidance_inside_a_sampler_with_parameters_and_a_condition():
     free = sample_euler(model, x, sigmas, extra={"c": c})
     steered = sample_euler(pulled, x, sigmas, extra={"c": c})
     assert (steered - target).abs().mean() < (free - target).abs().mean()
+
+
+def test_conditions_are_batched_once_for_the_whole_run():
+    seen = []
+    model = lambda x, sigma, c: seen.append(c) or x * 0.5 + c[:, :, None, None]  # noqa: E731
+    guided = classifier_free(model, [WeightedCond(cond(2.0))], cond(0.0), GuidanceConfig(scale=3.0))
+    x = torch.randn(2, 3, 4, 4)
+    for sigma in (5.0, 1.0):
+        guided(x, torch.full((2,), sigma))
+    assert seen[0] is seen[1] and seen[0].shape == (4, 3)

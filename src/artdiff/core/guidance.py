@@ -39,32 +39,51 @@ def classifier_free(model_fn: ModelFn, conds: list[WeightedCond], uncond: Cond, 
     """Wrap model_fn so one call evaluates uncond and every cond in one batch and mixes them."""
     if not conds:
         raise ValueError("classifier-free guidance needs at least one condition")
+    all_conds = [uncond] + [c.cond for c in conds]
+    # The conditions are fixed for a whole run: batch them once here, not at every step (diffusers' pipelines
+    # also concatenate [negative, prompt] once before their loop).
+    merged = _merge(all_conds)
+    weights = [c.weight for c in conds]
+    single = len(conds) == 1 and conds[0].weight == 1.0
 
     def guided(x: torch.Tensor, sigma: torch.Tensor, **extra) -> torch.Tensor:
         outside = cfg.sigma_range is not None and not (cfg.sigma_range[0] <= float(sigma.max()) <= cfg.sigma_range[1])
-        if outside and len(conds) == 1 and conds[0].weight == 1.0:
+        if outside and single:
             return model_fn(x, sigma, **conds[0].cond, **cfg.extra, **extra)  # the plain conditional model
-        uncond_out, *cond_outs = _batched(model_fn, x, sigma, [uncond] + [c.cond for c in conds], {**cfg.extra, **extra})
-        positive = uncond_out + sum(c.weight * (out - uncond_out) for c, out in zip(conds, cond_outs))
+        uncond_out, *cond_outs = _evaluate(model_fn, x, sigma, all_conds, merged, {**cfg.extra, **extra})
         if outside:
-            return positive  # guidance scale 1 outside the interval
-        guided_out = uncond_out + cfg.scale * (positive - uncond_out)
+            return _mix(uncond_out, cond_outs, weights, 1.0)  # guidance scale 1 outside the interval
+        guided_out = _mix(uncond_out, cond_outs, weights, cfg.scale)
         if cfg.rescale > 0:
+            positive = _mix(uncond_out, cond_outs, weights, 1.0)
             guided_out = _rescale(x, sigma, guided_out, positive, cfg.rescale)
         return guided_out
 
     return guided
 
 
-def _batched(model_fn: ModelFn, x: torch.Tensor, sigma: torch.Tensor, conds: list[Cond], extra: dict
-             ) -> list[torch.Tensor]:
-    """Evaluate x under each condition: one forward when every condition has the same keys and shapes."""
+def _mix(uncond: torch.Tensor, outs: list[torch.Tensor], weights: list[float], scale: float) -> torch.Tensor:
+    """uncond + scale * sum_i w_i (out_i - uncond): two fused ops per condition."""
+    mixed = uncond
+    for weight, out in zip(weights, outs):
+        mixed = torch.add(mixed, out - uncond, alpha=scale * weight)
+    return mixed
+
+
+def _merge(conds: list[Cond]) -> Cond | None:
+    """The conditions concatenated along the batch, or None when their keys or shapes differ."""
     keys = set(conds[0])
-    same = all(set(c) == keys and all(c[k].shape == conds[0][k].shape for k in keys) for c in conds)
-    if not same:
+    if not all(set(c) == keys and all(c[k].shape == conds[0][k].shape for k in keys) for c in conds):
+        return None
+    return {k: torch.cat([c[k] for c in conds]) for k in keys}
+
+
+def _evaluate(model_fn: ModelFn, x: torch.Tensor, sigma: torch.Tensor, conds: list[Cond], merged: Cond | None,
+              extra: dict) -> list[torch.Tensor]:
+    """x under each condition: one batched forward when the conditions could be merged, else one per condition."""
+    if merged is None:
         return [model_fn(x, sigma, **c, **extra) for c in conds]
     n = len(conds)
-    merged = {k: torch.cat([c[k] for c in conds]) for k in keys}
     out = model_fn(torch.cat([x] * n), torch.cat([sigma] * n), **merged, **extra)
     return list(out.chunk(n))
 
