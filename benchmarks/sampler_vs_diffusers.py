@@ -1,9 +1,10 @@
 """Our sampling loop against diffusers' scheduler loop on the same UNet, weights, timesteps and noise.
 
 For each UNet size (tiny, small), batch (1, 8) and sampler (Euler, DDIM, DPM++ 2M) it checks that the
-outputs are equal (max abs difference) and prints the time ratio ours / diffusers: each side's fastest of
---repeats runs taken in alternating (ABBA) order, and the ratio of medians beside it (_timing.py). The "none" rows swap the UNet for a one-multiply stand-in, which isolates what
-each loop itself costs per step (the UNet is the same call in both, so this is where they differ).
+outputs are equal (max abs difference) and prints the time ratio ours / diffusers: the median over --repeats
+back-to-back pairs in alternating (ABBA) order, with its quartiles (_timing.py). The "none" rows swap the
+UNet for a one-multiply stand-in, which isolates what each loop itself costs per step (the UNet is the same
+call in both, so this is where they differ).
 Usage: python benchmarks/sampler_vs_diffusers.py [--json] [--steps 20] [--repeats 5] [--device cpu]
 """
 
@@ -110,7 +111,7 @@ def main() -> None:
           "unet none = the loops alone")
     for r in rows:
         print(f"  {r['unet']:5s} batch {r['batch']}  {r['sampler']:8s} diffusers {r['diffusers_s']:8.4f}s  "
-              f"artdiff {r['artdiff_s']:8.4f}s  ratio {r['ratio']:.3f} (medians {r['median_ratio']:.3f})  "
+              f"artdiff {r['artdiff_s']:8.4f}s  ratio {r['ratio']:.3f} (quartiles {r['ratio_q1']:.3f}-{r['ratio_q3']:.3f})  "
               f"max|diff| {r['max_abs_diff']:.1e}")
 
 

@@ -1,11 +1,11 @@
 """artdiff's Stable Diffusion text-to-image against diffusers' StableDiffusionPipeline on the same weights.
 
 Random weights in the real component classes (speed does not depend on weight values): "tiny" and "mid"
-on CPU, and the SD 1.5 architecture (860M UNet, 83M VAE, 123M text encoder) with --sd15 (a GPU). Both sides
+on CPU, and the SD 1.5 architecture (860M UNet, 83M VAE, 123M text encoder) with --sizes sd15 (a GPU). Both sides
 encode the prompt and negative prompt, run CFG with the same scheduler config and per-image generators, and
-decode; the script checks the images are equal and prints the time ratio ours / diffusers: each side's
-fastest of --repeats runs taken in alternating (ABBA) order, and the ratio of medians beside it (_timing.py).
-Usage: python benchmarks/sd_vs_diffusers.py [--json] [--steps 20] [--repeats 3] [--device cpu] [--sd15]
+decode; the script checks the images are equal and prints the time ratio ours / diffusers: the median over
+--repeats back-to-back pairs in alternating (ABBA) order, with its quartiles (_timing.py).
+Usage: python benchmarks/sd_vs_diffusers.py [--json] [--steps 20] [--repeats 3] [--sizes tiny,mid|sd15] [--device cuda]
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def main() -> None:
     print(f"{args.steps} steps, CFG 7.5, batch {args.batch} on {result['machine']}; ratio = artdiff / diffusers")
     for r in rows:
         print(f"  {r['size']:5s} {r['sampler']:8s} diffusers {r['diffusers_s']:8.3f}s  artdiff {r['artdiff_s']:8.3f}s  "
-              f"ratio {r['ratio']:.3f} (medians {r['median_ratio']:.3f})  max|diff| {r['max_abs_diff']:.1e}")
+              f"ratio {r['ratio']:.3f} (quartiles {r['ratio_q1']:.3f}-{r['ratio_q3']:.3f})  max|diff| {r['max_abs_diff']:.1e}")
 
 
 if __name__ == "__main__":
