@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _timing import CLOCKS, paired
+from _timing import CLOCKS, outside_text, paired
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
@@ -98,6 +98,11 @@ def runners(pipe, ours, sampler, seeds, side, steps):
     return reference, artdiff
 
 
+def networks(model) -> list[torch.nn.Module]:
+    """The network modules a text-to-image run calls: text encoder, UNet, and the VAE's decoding part."""
+    return [model.text_encoder, model.unet, model.vae.post_quant_conv, model.vae.decoder]
+
+
 @torch.inference_mode()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -113,6 +118,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cuda = torch.device(args.device).type == "cuda"  # the networks are timed from inside on CPU only
     dtype = torch.float16 if args.dtype == "fp16" else torch.float32
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,7 +133,8 @@ def main() -> None:
                 pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
 
                 reference, artdiff = runners(pipe, ours, sampler, seeds, side, args.steps)
-                timing = paired(reference, artdiff, args.repeats, clock=args.clock)
+                timing = paired(reference, artdiff, args.repeats, clock=args.clock,
+                                networks=None if cuda else (networks(pipe), networks(ours)))
                 rows.append({"size": size, "sampler": sampler, "batch": args.batch, **timing.row(),
                              "max_abs_diff": float((timing.ours_out - timing.reference_out).abs().max())})
     result = {"machine": f"{platform.machine()} {args.device} {args.dtype}, {args.threads} threads",
@@ -138,7 +145,8 @@ def main() -> None:
     print(f"{args.steps} steps, CFG 7.5, batch {args.batch} on {result['machine']}; ratio = artdiff / diffusers")
     for r in rows:
         print(f"  {r['size']:5s} {r['sampler']:8s} diffusers {r['diffusers_s']:8.3f}s  artdiff {r['artdiff_s']:8.3f}s  "
-              f"ratio {r['ratio']:.3f} (quartiles {r['ratio_q1']:.3f}-{r['ratio_q3']:.3f})  max|diff| {r['max_abs_diff']:.1e}")
+              f"ratio {r['ratio']:.3f} (quartiles {r['ratio_q1']:.3f}-{r['ratio_q3']:.3f})  max|diff| {r['max_abs_diff']:.1e}"
+              + outside_text(r))
 
 
 if __name__ == "__main__":
