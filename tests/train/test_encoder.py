@@ -2,10 +2,12 @@
 
 import json
 import math
+import signal
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from transformers import CLIPModel, CLIPTokenizer
 
 from artdiff.config import from_dict, load_yaml, to_dict
@@ -17,6 +19,7 @@ from artdiff.models.encoders import JointEncoder, load_encoder
 from artdiff.models.preprocessing import Preprocessing
 from artdiff.models.specs import build_clip_model, clip_preset
 from artdiff.models.tokenizer import build_tokenizer
+from artdiff.train import encoder as encoder_training
 from artdiff.train.encoder import EncoderTrainConfig, contrastive_loss, lr_factor, train_encoder
 
 
@@ -145,3 +148,41 @@ def test_an_architecture_given_in_full_replaces_the_preset(synth, tmp_path):
     assert config["vision_config"]["patch_size"] == 16 and config["projection_dim"] == 8
     assert from_dict(EncoderTrainConfig, load_yaml(tmp_path / "enc" / "train_config.yaml")) == cfg
     assert json.loads((tmp_path / "enc" / "artdiff.json").read_text())["preset"] is None
+
+
+def interrupt_at(monkeypatch, call):
+    """Make the training loss raise SIGINT (what Ctrl-C does) during its `call`-th evaluation."""
+    calls = []
+
+    def loss(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            signal.raise_signal(signal.SIGINT)
+        return contrastive_loss(*args, **kwargs)
+
+    monkeypatch.setattr(encoder_training, "contrastive_loss", loss)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(synth, tmp_path, monkeypatch):
+    settings = {"loss": "clip", "steps": 8, "log_every": 2, "checkpoint_every": 3}
+    whole = train_encoder(tiny(synth, tmp_path / "whole", **settings))
+    interrupt_at(monkeypatch, 5)
+    first = train_encoder(tiny(synth, tmp_path / "split", **settings))
+    assert first.interrupted and first.steps == 5 and not (tmp_path / "split").exists()
+    assert [p.name for p in (tmp_path / "split.partial" / "checkpoints").iterdir()] == ["step-5"]
+    monkeypatch.undo()
+    resumed = train_encoder(tiny(synth, tmp_path / "split", **settings, progress=True))  # progress may change
+    assert not resumed.interrupted and resumed.steps == 8 and not (tmp_path / "split.partial").exists()
+    drop_seconds = lambda log: [{k: v for k, v in line.items() if k != "seconds"} for line in log]  # noqa: E731
+    assert drop_seconds(resumed.log) == drop_seconds(whole.log)
+    expected, got = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "split" / "model.safetensors")
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_resume_with_other_options_is_refused_and_keeps_the_checkpoint(synth, tmp_path, monkeypatch):
+    interrupt_at(monkeypatch, 2)
+    assert train_encoder(tiny(synth, tmp_path / "enc", steps=6)).interrupted
+    monkeypatch.undo()
+    with pytest.raises(UserError, match=r"unfinished run started with other lr, steps; .* delete .*enc.partial"):
+        train_encoder(tiny(synth, tmp_path / "enc", steps=7, lr=1e-3))
+    assert [p.name for p in (tmp_path / "enc.partial" / "checkpoints").iterdir()] == ["step-2"]

@@ -29,7 +29,7 @@ def x0_from_output(x: torch.Tensor, sigma: torch.Tensor, output: torch.Tensor,
     """The clean-sample prediction from a network's output, in variance-exploding coordinates."""
     sigma = append_dims(sigma, x.ndim)
     if parameterization == "eps":
-        return x - sigma * output
+        return torch.addcmul(x, sigma, output, value=-1)  # x - sigma * output in one fused op
     if parameterization == "v":
         return x / (sigma**2 + 1) - output * sigma / (sigma**2 + 1).sqrt()
     if parameterization == "x0":
@@ -64,6 +64,7 @@ class DiscreteDenoiser(torch.nn.Module):
         # the interval (no shift or clamp) and one division, the fewest tensor ops per sampler step.
         self.register_buffer("_inner_bounds", table[1:-1].contiguous(), False)
         self.register_buffer("_interval_width", table[1:] - table[:-1], False)
+        self._memo: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def sigma_min(self) -> float:
@@ -83,7 +84,8 @@ class DiscreteDenoiser(torch.nn.Module):
     def raw(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x0, and with a learned variance the network's variance channels (in [-1, 1] after guided-diffusion)."""
         sigma = _batch_sigma(sigma, x)
-        output = self.network(x * _c_in(sigma, x), self.sigma_to_t(sigma), **cond)
+        c_in, t = self._input_scaling(sigma, x)
+        output = self.network(x * c_in, t, **cond)
         variance = None
         if self.learned_variance:
             output, variance = output.chunk(2, dim=1)
@@ -92,6 +94,23 @@ class DiscreteDenoiser(torch.nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
         """D(x, sigma) -> x0."""
         return self.raw(x, sigma, **cond)[0]
+
+    def _input_scaling(self, sigma: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """c_in shaped against x, and the timesteps, for these sigmas.
+
+        Memoised by value while sampling on the CPU: a sampler asks for the same few sigmas at every run, and
+        reading a handful of CPU values costs less than the dozen small tensor ops (on a GPU reading them would
+        wait for the device, so it is skipped). Only under inference_mode, so a cached tensor never meets autograd.
+        """
+        if sigma.device.type != "cpu" or not torch.is_inference_mode_enabled():
+            return _c_in(sigma, x), self.sigma_to_t(sigma)
+        key = (tuple(sigma.tolist()), sigma.dtype, x.dtype, x.ndim)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= 4096:  # bounded: many distinct schedules in one process start it afresh
+                self._memo.clear()
+            found = self._memo[key] = (_c_in(sigma, x), self.sigma_to_t(sigma))
+        return found
 
 
 class ContinuousCosineDenoiser(torch.nn.Module):

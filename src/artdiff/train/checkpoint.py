@@ -34,8 +34,12 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 def save_checkpoint(run_dir: Path, state: LoopState, *, model: torch.nn.Module, ema: dict[str, torch.Tensor] | None,
                     optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                    keep: int) -> Path:
-    """Write checkpoints/step-N atomically (a temp folder renamed into place) and keep the last `keep`."""
+                    keep: int, extra_tensors: dict[str, torch.Tensor] | None = None,
+                    extra_state: dict | None = None) -> Path:
+    """Write checkpoints/step-N atomically (a temp folder renamed into place) and keep the last `keep`.
+
+    A trainer with state of its own (a data-order generator, its log) passes it as extra tensors and JSON data.
+    """
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step}"
@@ -46,7 +50,10 @@ def save_checkpoint(run_dir: Path, state: LoopState, *, model: torch.nn.Module, 
             save_file({k: v.contiguous().cpu() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({**asdict(state), "scheduler": scheduler.state_dict()}))
+        if extra_tensors:
+            save_file({k: v.contiguous().cpu() for k, v in extra_tensors.items()}, str(tmp / "extra.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({**asdict(state), "scheduler": scheduler.state_dict(),
+                                                    "extra": extra_state or {}}))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -64,7 +71,15 @@ def load_checkpoint(directory: Path, *, model: torch.nn.Module, optimizer: torch
     optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
     data = json.loads((directory / "state.json").read_text())
     scheduler.load_state_dict(data.pop("scheduler"))
+    data.pop("extra", None)
     torch.set_rng_state(load_file(str(directory / "rng.safetensors"))["torch"])
     ema_path = directory / "ema.safetensors"
     ema = load_file(str(ema_path)) if ema_path.is_file() else None
     return LoopState(**data), ema
+
+
+def load_extra(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The trainer's own tensors and JSON data that save_checkpoint stored beside the loop state."""
+    path = directory / "extra.safetensors"
+    tensors = load_file(str(path)) if path.is_file() else {}
+    return tensors, json.loads((directory / "state.json").read_text()).get("extra", {})

@@ -5,8 +5,9 @@ embeddings x (B, D) and caption embeddings y (B, D); CLIP learns its logit scale
 CLOOB keeps inv_tau fixed and contrasts Hopfield retrievals with InfoLOOB (core/contrastive.py).
 Steps: 1. read captioned images, split off a validation share; 2. train a CLIP-format BPE tokenizer on the
 training captions; 3. build the CLIP model from a preset; 4. AdamW with linear warmup and cosine decay,
-CLOOB starting with plain InfoLOOB until `hopfield_start`; 5. save a CLIP model folder (weights, tokenizer,
-artdiff.json, train_config.yaml, train_log.jsonl) that `load_encoder` and transformers read.
+CLOOB starting with plain InfoLOOB until `hopfield_start`, checkpointing to OUT.partial every
+`checkpoint_every` steps and on Ctrl-C (the same command resumes exactly); 5. save a CLIP model folder
+(weights, tokenizer, artdiff.json, train_config.yaml, train_log.jsonl) that `load_encoder` and transformers read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +34,9 @@ from artdiff.models.encoders import ENCODER_KIND, JointEncoder, save_encoder
 from artdiff.models.preprocessing import Preprocessing, preprocess
 from artdiff.models.specs import CLIP_PRESETS, ClipSpec, build_clip_model
 from artdiff.models.tokenizer import build_tokenizer
+from artdiff.train.checkpoint import LoopState, checkpoint_dirs, load_checkpoint, load_extra, save_checkpoint
+from artdiff.train.encoder_resume import EpochBatches, data_fingerprint, open_run, partial_dir, run_tokenizer
+from artdiff.train.interrupt import StopFlag
 from artdiff.utils.io import write_jsonl
 from artdiff.utils.progress import progress
 
@@ -77,6 +80,8 @@ class EncoderTrainConfig:
     vocab_size: int = option(4096, "largest tokenizer vocabulary (fewer entries when the captions need fewer)")
     val_fraction: float = option(0.05, "share of pairs held out to measure the validation loss")
     log_every: int = option(50, "steps between lines of train_log.jsonl")
+    checkpoint_every: int = option(200, "save a checkpoint to OUT.partial every N steps (also on Ctrl-C); the same "
+                                        "command resumes from it")
     seed: int = option(0, "seed of the split, initialisation, batch order and flips")
     progress: bool = option(True, "show a progress bar")
 
@@ -96,7 +101,8 @@ class EncoderTrainConfig:
             (self.inv_tau > 0 and self.hopfield_beta > 0, "--inv-tau and --hopfield-beta must be positive"),
             (0 < self.logit_scale <= CLIP_LOGIT_SCALE_MAX, "--logit-scale must be in (0, 100]"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
-            (self.log_every >= 1, "--log-every must be at least 1"),
+            (self.log_every >= 1 and self.checkpoint_every >= 1, "--log-every and --checkpoint-every must be at "
+                                                                  "least 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -119,6 +125,7 @@ class EncoderTrainResult:
     vocab_size: int
     seconds: float
     log: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM; the checkpoint in OUT.partial resumes it
 
     def to_json(self) -> dict[str, Any]:
         """The summary as plain JSON data (the log stays in train_log.jsonl)."""
@@ -212,31 +219,38 @@ def train_encoder(cfg: EncoderTrainConfig) -> EncoderTrainResult:
     if len(train) < cfg.batch_size:
         raise UserError(f"--batch-size {cfg.batch_size} exceeds the {len(train)} training pairs of {cfg.data}; "
                         "lower --batch-size or --val-fraction")
+    partial = partial_dir(cfg.out)
+    open_run(partial, to_dict(cfg), data_fingerprint(pairs.captions))
+    tok_dir = run_tokenizer(partial, lambda folder: build_tokenizer(
+        [pairs.captions[i] for i in train.tolist()], folder, vocab_size=cfg.vocab_size, max_length=spec.text.max_length))
+    tokenizer = factory.load_clip_tokenizer(tok_dir)
+    torch.manual_seed(cfg.seed)
+    model = _build_model(spec, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, cfg)
+    encoder = JointEncoder.from_clip_model(model, tokenizer, preprocessing=prep, name=str(cfg.out))
+    log, steps, interrupted = _optimise(encoder, model, pairs, train, cfg, generator, partial)
+    result = EncoderTrainResult(
+        out=cfg.out, loss=cfg.loss, steps=steps,
+        first_loss=log[0]["loss"] if log else math.nan, final_loss=log[-1]["loss"] if log else math.nan,
+        val_loss=None, train_pairs=len(train), val_pairs=len(val), skipped=pairs.skipped,
+        vocab_size=len(tokenizer), seconds=time.perf_counter() - started, log=log, interrupted=interrupted)
+    if interrupted:
+        return result
+    result.val_loss = _validation_loss(encoder, model, pairs, val, cfg)
     # A plain mkdir beside the output (not mkdtemp's private 0700 folder): the rename keeps its permissions.
     staging = cfg.out.with_name(f".{cfg.out.name}.tmp-{os.getpid()}-{time.time_ns()}")
     staging.mkdir(parents=True)
     try:
-        with tempfile.TemporaryDirectory() as tok_dir:
-            info = build_tokenizer([pairs.captions[i] for i in train.tolist()], tok_dir,
-                                   vocab_size=cfg.vocab_size, max_length=spec.text.max_length)
-            tokenizer = factory.load_clip_tokenizer(Path(tok_dir))
-            torch.manual_seed(cfg.seed)
-            model = _build_model(spec, info.vocab_size, info.bos_token_id, info.eos_token_id, cfg)
-            encoder = JointEncoder.from_clip_model(model, tokenizer, preprocessing=prep, name=str(cfg.out))
-            log = _optimise(encoder, model, pairs, train, cfg, generator)
-            val_loss = _validation_loss(encoder, model, pairs, val, cfg)
-            recipe = {"objective": cfg.loss, "preset": None if cfg.spec else cfg.preset, "spec": spec.to_dict(),
-                      "train_config": to_dict(cfg), "val_loss": val_loss}
-            save_encoder(model.eval(), staging, tokenizer_dir=Path(tok_dir), preprocessing=prep, info=recipe)
+        recipe = {"objective": cfg.loss, "preset": None if cfg.spec else cfg.preset, "spec": spec.to_dict(),
+                  "train_config": to_dict(cfg), "val_loss": result.val_loss}
+        save_encoder(model.eval(), staging, tokenizer_dir=tok_dir, preprocessing=prep, info=recipe)
         save_yaml(cfg, staging / CONFIG_NAME)
         write_jsonl(staging / LOG_NAME, log)
         _replace_dir(staging, cfg.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return EncoderTrainResult(
-        out=cfg.out, loss=cfg.loss, steps=cfg.steps, first_loss=log[0]["loss"], final_loss=log[-1]["loss"],
-        val_loss=val_loss, train_pairs=len(train), val_pairs=len(val), skipped=pairs.skipped,
-        vocab_size=info.vocab_size, seconds=time.perf_counter() - started, log=log)
+    shutil.rmtree(partial, ignore_errors=True)  # the run is complete: its checkpoints are no longer needed
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def _build_model(spec: ClipSpec, vocab_size: int, bos: int, eos: int, cfg: EncoderTrainConfig) -> Any:
@@ -249,44 +263,57 @@ def _build_model(spec: ClipSpec, vocab_size: int, bos: int, eos: int, cfg: Encod
 
 
 def _optimise(encoder: JointEncoder, model: Any, pairs: Pairs, train: Tensor, cfg: EncoderTrainConfig,
-              generator: torch.Generator) -> list[dict[str, float]]:
-    """Run the steps; return one log line per `log_every` steps (mean loss over the interval)."""
+              generator: torch.Generator, partial: Path) -> tuple[list[dict[str, float]], int, bool]:
+    """Run the steps from the last checkpoint in `partial`; return one log line per `log_every` steps (mean
+    loss over the interval), the steps done, and whether Ctrl-C or SIGTERM stopped it (after checkpointing)."""
     optimizer = make_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps=cfg.steps, warmup=cfg.warmup))
-    batches = _epoch_batches(train, cfg.batch_size, generator)
-    log, window, started = [], [], time.perf_counter()
-    for step in progress(range(cfg.steps), total=cfg.steps, desc=f"encoder ({cfg.loss})", enabled=cfg.progress):
-        batch = next(batches)
-        images = pairs.images[batch]
-        flip = torch.rand(len(batch), generator=generator) < 0.5  # mirror: captions never say left or right
-        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-        loss = contrastive_loss(encoder, model, images, [pairs.captions[i] for i in batch.tolist()], cfg, step=step)
-        if not torch.isfinite(loss):
-            raise UserError(f"the {cfg.loss} loss became {loss.item()} at step {step}; lower --lr "
-                            f"(now {cfg.lr:g}) or raise --warmup")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if cfg.loss == "clip":
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(CLIP_LOGIT_SCALE_MAX))
-        window.append(loss.item())
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            log.append({"step": step + 1, "loss": sum(window) / len(window), "lr": optimizer.param_groups[0]["lr"],
-                        "logit_scale": model.logit_scale.exp().item(),
-                        "seconds": round(time.perf_counter() - started, 2)})
-            window = []
-    return log
-
-
-def _epoch_batches(indices: Tensor, batch_size: int, generator: torch.Generator):
-    """Yield batches forever, each pass a fresh permutation: no pair meets itself as a negative."""
-    while True:
-        shuffled = indices[torch.randperm(len(indices), generator=generator)]
-        for start in range(0, len(shuffled) - batch_size + 1, batch_size):
-            yield shuffled[start:start + batch_size]
+    batches = EpochBatches(train, cfg.batch_size, generator)
+    state, log, window, earlier = LoopState(), [], [], 0.0
+    found = checkpoint_dirs(partial)
+    if found:
+        state, _ = load_checkpoint(found[-1], model=model, optimizer=optimizer, scheduler=schedule)
+        tensors, extra = load_extra(found[-1])
+        generator.set_state(tensors["generator"])
+        batches.load_state(tensors.get("shuffled"), extra["start"])
+        log, window, earlier = extra["log"], extra["window"], extra["seconds"]
+    started, stop = time.perf_counter() - earlier, StopFlag()
+    steps = range(state.step, cfg.steps)
+    with stop.installed():
+        for step in progress(steps, total=len(steps), desc=f"encoder ({cfg.loss})", enabled=cfg.progress):
+            batch = batches.next()
+            images = pairs.images[batch]
+            flip = torch.rand(len(batch), generator=generator) < 0.5  # mirror: captions never say left or right
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            loss = contrastive_loss(encoder, model, images, [pairs.captions[i] for i in batch.tolist()], cfg,
+                                    step=step)
+            if not torch.isfinite(loss):
+                raise UserError(f"the {cfg.loss} loss became {loss.item()} at step {step}; lower --lr "
+                                f"(now {cfg.lr:g}) or raise --warmup; the last checkpoint is in {partial}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if cfg.loss == "clip":
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, math.log(CLIP_LOGIT_SCALE_MAX))
+            window.append(loss.item())
+            state.step = step + 1
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                log.append({"step": state.step, "loss": sum(window) / len(window),
+                            "lr": optimizer.param_groups[0]["lr"], "logit_scale": model.logit_scale.exp().item(),
+                            "seconds": round(time.perf_counter() - started, 2)})
+                window = []
+            if (state.step % cfg.checkpoint_every == 0 or stop.requested) and state.step < cfg.steps:
+                shuffled, start = batches.state()
+                save_checkpoint(partial, state, model=model, ema=None, optimizer=optimizer, scheduler=schedule,
+                                keep=1, extra_tensors={"generator": generator.get_state(), "shuffled": shuffled},
+                                extra_state={"start": start, "log": log, "window": window,
+                                             "seconds": time.perf_counter() - started})
+            if stop.requested and state.step < cfg.steps:
+                return log, state.step, True
+    return log, state.step, False
 
 
 @torch.no_grad()

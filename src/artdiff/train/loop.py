@@ -13,7 +13,6 @@ import contextlib
 import functools
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from artdiff.config import load_yaml, to_dict
 from artdiff.core.ema import EMA, ema_decay
 from artdiff.errors import UserError
 from artdiff.train.checkpoint import LoopState, checkpoint_dirs, load_checkpoint, save_checkpoint
+from artdiff.train.interrupt import StopFlag
 from artdiff.train.loop_config import RESUMABLE_CHANGES, LoopConfig
 from artdiff.train.sample_grid import save_grid
 from artdiff.utils.io import atomic_write_text
@@ -131,7 +131,7 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
     if cfg.report_to != "none":
         accelerator.init_trackers("artdiff", config={k: str(v) for k, v in to_dict(cfg).items()})
 
-    stop = _StopFlag()
+    stop = StopFlag()
     result = LoopResult(run_dir=cfg.out, model_dir=None, steps=state.step)
     log_path = cfg.out / "log.jsonl"
     with stop.installed(), open(log_path, "a", encoding="utf-8") if accelerator.is_main_process else \
@@ -279,27 +279,3 @@ def _ema_weights(params: list[torch.nn.Parameter], ema: EMA | None):
         with torch.no_grad():
             for p, s in zip(params, saved, strict=True):
                 p.copy_(s)
-
-
-class _StopFlag:
-    """Ctrl-C or SIGTERM during training: finish the step, checkpoint, and stop."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.requested = True
-
-    @contextlib.contextmanager
-    def installed(self):
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            for s in previous:
-                signal.signal(s, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            previous = {}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
