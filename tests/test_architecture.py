@@ -12,7 +12,7 @@ ALLOWED_SIDEWAYS = {("train", "generate"), ("train", "evaluate"), ("evaluate", "
                     ("__main__", "cli")}
 CONFINED = {"argparse": ("cli",), "gradio": ("ui",), "accelerate": ("train/loop.py",), "tqdm": ("utils/progress.py",)}
 FORBIDDEN = ("torchvision", "open_clip", "timm", "spandrel", "k_diffusion", "lpips", "basicsr")
-CORE_MAY_IMPORT = ("torch", "math", "dataclasses", "typing", "collections", "__future__", "functools", "enum",
+CORE_MAY_IMPORT = ("torch", "math", "bisect", "dataclasses", "typing", "collections", "__future__", "functools", "enum",
                    "artdiff.core", "artdiff.types", "artdiff.errors")
 
 

@@ -96,17 +96,14 @@ def test_learned_variance_interpolates_between_the_fixed_ones():
     assert torch.allclose(run("learned", 1.0), run("fixed_large"))
 
 
-def test_sampling_memoises_input_scaling_by_value_and_training_never_sees_it():
-    seen = []
-    network = torch.nn.Conv2d(3, 3, 1)
-    alphas_bar = alphas_cumprod(ddpm_betas("scaled_linear"))
-    denoiser = DiscreteDenoiser(lambda x, t: seen.append(t) or network(x), alphas_bar)
-    x = torch.randn(2, 3, 4, 4)
-    with torch.no_grad():
-        plain = denoiser(x, torch.tensor([0.7, 9.0]))
-    with torch.inference_mode():
-        first, again = (denoiser(x, torch.tensor([0.7, 9.0])) for _ in range(2))
-    assert torch.equal(first, plain) and torch.equal(again, plain)
-    assert seen[2] is seen[1] and seen[1] is not seen[0]  # the second sampling call reused the first one's t
-    denoiser(x, torch.tensor([0.7, 9.0])).square().mean().backward()  # with autograd: computed afresh, no error
-    assert network.weight.grad is not None and seen[3] is not seen[1]
+
+def test_the_cpu_step_path_gives_the_tensor_path_scalings():
+    denoiser = DiscreteDenoiser(lambda x, t: x, alphas_cumprod(ddpm_betas("scaled_linear")))
+    table = denoiser.sigma_table
+    sigma = torch.cat([torch.stack([table[0] / 2, table[0], table[500], table[-1], table[-1] * 2]),
+                       torch.rand(20, dtype=torch.float64) * 14.6]).float()
+    x = torch.zeros(len(sigma), 4, 2, 2)
+    c_in, t = denoiser._scalings(sigma, x)
+    assert torch.equal(t, denoiser.sigma_to_t(sigma)) and c_in.shape == (len(sigma), 1, 1, 1)
+    assert torch.equal(c_in, (1 / (sigma.double() ** 2 + 1).sqrt()).float().reshape(-1, 1, 1, 1))
+    assert torch.allclose(c_in.flatten(), (sigma**2 + 1).rsqrt(), rtol=2e-7)  # the float32 formula, within an ulp

@@ -3,7 +3,7 @@
 from PIL import Image
 
 from artdiff.cli.main import main
-from artdiff.studio.contact_sheet import contact_sheet
+from artdiff.studio.contact_sheet import contact_sheet, label_lines
 from artdiff.studio.demo import DemoConfig, run_demo
 
 from helpers import pattern, save
@@ -60,3 +60,12 @@ def test_demo_makes_a_gallery_when_given_a_model(tmp_path, capsys):
     gallery = Image.open(result.gallery)
     # 6 text rows + 2 image rows + 1 mix, 2 images each, 6 per row of the sheet: 3 sheet rows.
     assert len(list((tmp_path / "out" / "gallery" / "images").glob("*.png"))) == 18 and gallery.width == 6 * 128
+
+
+def test_contact_sheet_labels_grow_to_four_lines_and_mark_a_cut(tmp_path):
+    paths = [save(pattern(50, 40, seed=i), tmp_path / f"{i}.png") for i in range(2)]
+    words = "image: a very long gallery label about a painting in oil with many many words"
+    sheet = Image.open(contact_sheet(paths, ["short", words * 3], tmp_path / "sheet.png", cell=60, columns=2))
+    assert sheet.size == (120, 60 + 4 + 4 * 12)
+    lines = label_lines(words * 3, 60)
+    assert len(lines) == 4 and lines[-1].endswith("...") and label_lines("short", 60) == ["short"]
