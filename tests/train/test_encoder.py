@@ -2,11 +2,13 @@
 
 import json
 import math
+import shutil
 import signal
 
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file
 from transformers import CLIPModel, CLIPTokenizer
 
@@ -183,6 +185,18 @@ def test_a_resume_with_other_options_is_refused_and_keeps_the_checkpoint(synth, 
     interrupt_at(monkeypatch, 2)
     assert train_encoder(tiny(synth, tmp_path / "enc", steps=6)).interrupted
     monkeypatch.undo()
-    with pytest.raises(UserError, match=r"unfinished run started with other lr, steps; .* delete .*enc.partial"):
+    with pytest.raises(UserError, match=r"unfinished run started with different options \(lr, steps\); .* delete .*enc.partial"):
         train_encoder(tiny(synth, tmp_path / "enc", steps=7, lr=1e-3))
     assert [p.name for p in (tmp_path / "enc.partial" / "checkpoints").iterdir()] == ["step-2"]
+
+
+def test_a_resume_on_changed_images_is_refused(synth, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(synth, data)
+    interrupt_at(monkeypatch, 2)
+    assert train_encoder(tiny(data, tmp_path / "enc", steps=6)).interrupted
+    monkeypatch.undo()
+    first = json.loads((data / "manifest.jsonl").read_text().splitlines()[0])["image"]
+    Image.new("RGB", (32, 32), "red").save(data / first)  # same captions, one image repainted
+    with pytest.raises(UserError, match="unfinished run started with different data;"):
+        train_encoder(tiny(data, tmp_path / "enc", steps=6))

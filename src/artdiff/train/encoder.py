@@ -220,7 +220,7 @@ def train_encoder(cfg: EncoderTrainConfig) -> EncoderTrainResult:
         raise UserError(f"--batch-size {cfg.batch_size} exceeds the {len(train)} training pairs of {cfg.data}; "
                         "lower --batch-size or --val-fraction")
     partial = partial_dir(cfg.out)
-    open_run(partial, to_dict(cfg), data_fingerprint(pairs.captions))
+    open_run(partial, to_dict(cfg), data_fingerprint(pairs.images, pairs.captions))
     tok_dir = run_tokenizer(partial, lambda folder: build_tokenizer(
         [pairs.captions[i] for i in train.tolist()], folder, vocab_size=cfg.vocab_size, max_length=spec.text.max_length))
     tokenizer = factory.load_clip_tokenizer(tok_dir)
