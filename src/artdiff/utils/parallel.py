@@ -6,6 +6,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from typing import TypeVar
@@ -33,6 +34,9 @@ def process_pool(workers: int) -> Iterator[Executor | None]:
         return
     pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_ignore_interrupts)
+    with interrupts_held():
+        for _ in range(count):  # each submit to a pool with no idle worker starts one: start them all here
+            pool.submit(_ready)
     try:
         yield pool
     except BaseException:
@@ -40,6 +44,32 @@ def process_pool(workers: int) -> Iterator[Executor | None]:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C back in this process, and have the processes it starts meanwhile ignore it from birth.
+
+    A spawned worker takes a while to import before its initializer can ignore Ctrl-C; one that arrives then
+    would kill it and leave the pool waiting for it. An exec keeps only an ignored disposition, so the parent
+    ignores SIGINT while it starts workers, with SIGINT blocked so that (on Linux, which keeps blocked signals
+    pending even when ignored) a Ctrl-C in that window is delivered to the parent once the window closes.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old_handler = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_handler if old_handler is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _ready() -> None:
+    """A no-op task: submitting it starts a worker."""
 
 
 def _ignore_interrupts() -> None:
