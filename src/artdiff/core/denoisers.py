@@ -104,7 +104,7 @@ class DiscreteDenoiser(torch.nn.Module):
         two tensor constructions instead of a dozen small ops, the loop's largest cost per step. t is the
         same float64 interpolation as sigma_to_t; c_in is computed in float64 and rounded once.
         """
-        if sigma.device.type != "cpu" or sigma.numel() > 64:
+        if sigma.device.type != "cpu" or sigma.numel() > 64:  # a GPU would wait; many values: the loop costs more
             return _c_in(sigma, x), self.sigma_to_t(sigma)
         values = sigma.tolist()
         t, c_in = [], []

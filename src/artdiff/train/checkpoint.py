@@ -83,3 +83,8 @@ def load_extra(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:
     path = directory / "extra.safetensors"
     tensors = load_file(str(path)) if path.is_file() else {}
     return tensors, json.loads((directory / "state.json").read_text()).get("extra", {})
+
+
+def changed_options(previous: dict, current: dict, resumable: tuple[str, ...]) -> list[str]:
+    """The options, other than `resumable` ones, whose values differ between a stopped run and its resumption."""
+    return sorted(k for k in set(previous) | set(current) if k not in resumable and previous.get(k) != current.get(k))

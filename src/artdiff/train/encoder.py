@@ -276,7 +276,7 @@ def _optimise(encoder: JointEncoder, model: Any, pairs: Pairs, train: Tensor, cf
         state, _ = load_checkpoint(found[-1], model=model, optimizer=optimizer, scheduler=schedule)
         tensors, extra = load_extra(found[-1])
         generator.set_state(tensors["generator"])
-        batches.load_state(tensors.get("shuffled"), extra["start"])
+        batches.load_state(tensors["shuffled"], extra["start"])
         log, window, earlier = extra["log"], extra["window"], extra["seconds"]
     started, stop = time.perf_counter() - earlier, StopFlag()
     steps = range(state.step, cfg.steps)

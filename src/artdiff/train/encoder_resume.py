@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from artdiff.errors import UserError
+from artdiff.train.checkpoint import changed_options
 from artdiff.utils.io import atomic_write_json
 
 # Options that may differ when an interrupted run is resumed: they do not change the trained weights (the
@@ -45,8 +46,7 @@ def open_run(partial: Path, options: dict, fingerprint: dict) -> None:
         atomic_write_json(run_file, {"options": options, "data": fingerprint})
         return
     saved = json.loads(run_file.read_text())
-    changed = sorted(k for k in set(options) | set(saved["options"])
-                     if k not in RESUMABLE_CHANGES and options.get(k) != saved["options"].get(k))
+    changed = changed_options(saved["options"], options, RESUMABLE_CHANGES)
     differences = [f"options ({', '.join(changed)})"] if changed else []
     if saved["data"] != fingerprint:
         differences.append("data")
@@ -88,6 +88,5 @@ class EpochBatches:
     def state(self) -> tuple[Tensor, int]:
         return self.shuffled.clone(), self.start
 
-    def load_state(self, shuffled: Tensor | None, start: int) -> None:
-        self.shuffled = shuffled if shuffled is not None else self.indices[:0]
-        self.start = start
+    def load_state(self, shuffled: Tensor, start: int) -> None:
+        self.shuffled, self.start = shuffled, start

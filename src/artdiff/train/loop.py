@@ -26,7 +26,13 @@ from accelerate.state import AcceleratorState, GradientState
 from artdiff.config import load_yaml, to_dict
 from artdiff.core.ema import EMA, ema_decay
 from artdiff.errors import UserError
-from artdiff.train.checkpoint import LoopState, checkpoint_dirs, load_checkpoint, save_checkpoint
+from artdiff.train.checkpoint import (
+    LoopState,
+    changed_options,
+    checkpoint_dirs,
+    load_checkpoint,
+    save_checkpoint,
+)
 from artdiff.train.interrupt import StopFlag
 from artdiff.train.loop_config import RESUMABLE_CHANGES, LoopConfig
 from artdiff.train.sample_grid import save_grid
@@ -235,8 +241,7 @@ def _check_run_dir(cfg: LoopConfig) -> None:
     current = to_dict(cfg)
     if path.is_file() and checkpoint_dirs(cfg.out):
         previous = load_yaml(path)
-        changed = sorted(k for k in set(previous) | set(current)
-                         if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k))
+        changed = changed_options(previous, current, RESUMABLE_CHANGES)
         if changed:
             raise UserError(f"{cfg.out} holds a run with other options ({', '.join(changed)}); use a new --out "
                             "to start afresh, or the same options to resume")
