@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import BPE
 
 from artdiff.utils.io import atomic_write_json, atomic_write_text
@@ -61,20 +62,81 @@ def _clip_pipeline() -> Tokenizer:
 
 
 def train_merges(captions: Iterable[str], *, vocab_size: int, min_frequency: int = 2) -> list[tuple[str, str]]:
-    """Learn BPE merges (Sennrich et al. 2016) on CLIP-style byte-level words, in priority order."""
-    tokenizer = _clip_pipeline()
-    trainer = trainers.BpeTrainer(
-        # The trainer counts its alphabet and end-of-word variants in vocab_size; ask for more and cut below.
-        vocab_size=vocab_size + 256,
-        min_frequency=min_frequency,
-        special_tokens=[],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        end_of_word_suffix=END_OF_WORD,
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(captions, trainer)
-    merges = json.loads(tokenizer.to_str())["model"]["merges"]
-    return [tuple(pair.split(" ", 1)) if isinstance(pair, str) else tuple(pair) for pair in merges]
+    """Learn BPE merges (Sennrich et al. 2016) on CLIP-style byte-level words, in priority order.
+
+    The most frequent pair is merged first; equal counts go to the smaller pair of strings, so the result
+    depends on the captions alone (the `tokenizers` trainer breaks ties by hash order, which differs between
+    processes).
+    """
+    words = _word_counts(captions)
+    symbols = [list(word[:-1]) + [word[-1] + END_OF_WORD] for word in words]
+    counts = list(words.values())
+    pairs: dict[tuple[str, str], int] = {}
+    where: dict[tuple[str, str], set[int]] = {}
+    for index, parts in enumerate(symbols):
+        for pair in zip(parts, parts[1:]):
+            pairs[pair] = pairs.get(pair, 0) + counts[index]
+            where.setdefault(pair, set()).add(index)
+    heap = [(-count, pair) for pair, count in pairs.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    made = set(bytes_to_unicode().values())
+    made |= {b + END_OF_WORD for b in made}
+    while heap and len(made) < vocab_size - 2:
+        negative, pair = heapq.heappop(heap)
+        current = pairs.get(pair, 0)
+        if current != -negative:  # a stale entry: counts fell since it was pushed
+            if current > 0:
+                heapq.heappush(heap, (-current, pair))
+            continue
+        if current < min_frequency:
+            break
+        merges.append(pair)
+        made.add(pair[0] + pair[1])
+        changed = _merge_pair(pair, symbols, counts, pairs, where)
+        for other in changed:
+            if pairs.get(other, 0) > 0:
+                heapq.heappush(heap, (-pairs[other], other))
+    return merges
+
+
+def _word_counts(captions: Iterable[str]) -> dict[str, int]:
+    """Byte-level words of the captions (CLIP's normaliser and split) and how often each occurs."""
+    pipeline = _clip_pipeline()
+    words: dict[str, int] = {}
+    for text in captions:
+        for word, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(text)):
+            if word:
+                words[word] = words.get(word, 0) + 1
+    return words
+
+
+def _merge_pair(pair: tuple[str, str], symbols: list[list[str]], counts: list[int],
+                pairs: dict[tuple[str, str], int], where: dict[tuple[str, str], set[int]]) -> set[tuple[str, str]]:
+    """Merge `pair` in every word holding it, left to right; update the pair counts; return the pairs that grew."""
+    grew: set[tuple[str, str]] = set()
+    merged = pair[0] + pair[1]
+    for index in sorted(where.pop(pair, ())):
+        old = symbols[index]
+        new, i = [], 0
+        while i < len(old):
+            if i + 1 < len(old) and (old[i], old[i + 1]) == pair:
+                new.append(merged)
+                i += 2
+            else:
+                new.append(old[i])
+                i += 1
+        for other in zip(old, old[1:]):
+            pairs[other] -= counts[index]
+        for other in zip(new, new[1:]):
+            pairs[other] = pairs.get(other, 0) + counts[index]
+            where.setdefault(other, set()).add(index)
+            grew.add(other)
+        for other in set(zip(old, old[1:])) - set(zip(new, new[1:])):
+            where.get(other, set()).discard(index)
+        symbols[index] = new
+    pairs.pop(pair, None)
+    return grew
 
 
 def clip_vocab(merges: list[tuple[str, str]], *, vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
