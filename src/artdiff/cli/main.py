@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+# Only light modules at the top: a Ctrl-C or kill may come at any moment, and main() must be running (with its
+# handlers installed) as early as possible; each command's module, and torch with it, is imported in main().
 import argparse
-import importlib
-import inspect
+import os
 import signal
 import sys
 
@@ -23,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("artdiff.cli.quickstart", "train artdiff-mini from nothing, offline (the whole recipe)"),
     "demo": ("artdiff.cli.demo", "run the main job on the shipped model and print where the results are"),
 }
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -34,6 +37,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser(selected: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Build the parser; only the selected command's module is imported and given its flags."""
+    import importlib
+    import inspect
+
     from artdiff import __version__
 
     parser = OneLineErrorParser(
@@ -61,45 +67,123 @@ def _add_common_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
+class _Interrupts:
+    """SIGINT and SIGTERM as one KeyboardInterrupt, then a quiet exit 130 for any later one.
+
+    The first signal raises KeyboardInterrupt so that `finally` blocks remove temp files and stop workers; a
+    second one during that clean-up, or one after main() has returned (atexit handlers, interpreter shutdown),
+    ends the process at once with one line instead of a traceback from wherever it landed.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.raised = False
+        self.previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+        for number in STOP_SIGNALS:
+            signal.signal(number, self.handle)
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.raised:
+            self.exit_now()
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def exit_now(self, *_: object) -> None:
+        with_line = f"{self.label}: interrupted\n".encode()
+        os.write(2, with_line)
+        os._exit(INTERRUPTED)
+
+    def finish(self, *, as_program: bool) -> None:
+        """Leave quiet late handlers when this is the program (atexit still runs), else restore the caller's."""
+        for number in STOP_SIGNALS:
+            signal.signal(number, self.exit_now if as_program else self.previous[number])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run one command, and return its exit code."""
+    as_program = argv is None  # the console script and `python -m artdiff`; tests pass argv
     argv = sys.argv[1:] if argv is None else list(argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(selected if selected in COMMANDS else None, argv)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill stops as cleanly as Ctrl-C: workers, temp files
+    label = f"artdiff {selected}" if selected in COMMANDS else "artdiff"
+    interrupts = _Interrupts(label)  # first of all: a Ctrl-C or kill while torch imports is one line too
     try:
-        return int(args.run(args) or 0)
+        return _run(argv, selected, label)
     except KeyboardInterrupt:
-        print(f"artdiff {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{label}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        interrupts.finish(as_program=as_program)
+
+
+def _run(argv: list[str], selected: str | None, label: str) -> int:
+    """Build the parser (importing the command), parse, run, and turn an exception into one line."""
+    debug = "--debug" in argv
+    try:
+        parser = build_parser(selected if selected in COMMANDS else None, argv)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return int(args.run(args) or 0)
+    except (KeyboardInterrupt, SystemExit):
+        raise
     except Exception as error:  # noqa: BLE001 - the one place errors become a message
-        if args.debug:
+        if debug:
             raise
-        print(f"artdiff {args.command}: error: {describe_error(error)}", file=sys.stderr)
+        print(f"{label}: error: {describe_error(error)}", file=sys.stderr)
         return 2 if _is_user_error(error) else 1
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _is_user_error(error: BaseException) -> bool:
     from artdiff.errors import UserError
 
-    return isinstance(error, (UserError, FileNotFoundError, PermissionError, IsADirectoryError))
+    return (isinstance(error, (UserError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+                               MemoryError))
+            or _bad_utf8(error) or _no_space(error) or _out_of_memory(error))
+
+
+def _bad_utf8(error: BaseException) -> bool:
+    # Bytes that are not UTF-8 reach Python's argv as lone surrogates, which fail once they are encoded.
+    return isinstance(error, UnicodeEncodeError) and "surrogate" in str(error)
+
+
+def _no_space(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno == 28
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and (
+        "out of memory" in text.lower() or "DefaultCPUAllocator" in text or "Cannot allocate memory" in text))
 
 
 def describe_error(error: BaseException) -> str:
     """Say in one line what went wrong and, where we know it, how to fix it."""
+    if _bad_utf8(error):
+        bad = ascii(error.object[error.start:error.end]) if isinstance(error, UnicodeEncodeError) else "?"
+        return (f"an argument holds bytes that are not UTF-8 (e.g. {bad}); pass prompts and option values as "
+                "UTF-8 text")
+    if _no_space(error):
+        return f"no space left on {_device_of(getattr(error, 'filename', None))}: free some disk space and run " \
+               "again (finished work is kept)"
+    if _out_of_memory(error):
+        return ("out of memory: ask for less at once: a smaller image (--size, --width, --height), fewer images per "
+                "batch (--batch-size) or a smaller model")
     if _is_user_error(error):
-        return str(error)
-    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
-        return "out of memory: try a smaller --batch-size or image size"
-    if isinstance(error, OSError) and error.errno == 28:
-        return "no space left on the device: free some disk space and run again (finished work is kept)"
+        return " ".join(str(error).split("\n")).strip() or type(error).__name__
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {first} (this is a bug in artdiff; run with --debug for the traceback)"
+
+
+def _device_of(filename: object) -> str:
+    """'the device of MOUNT (writing FILE)' for the file being written, or 'the device' when it is unknown."""
+    if not isinstance(filename, (str, bytes, os.PathLike)):
+        return "the device"
+    path = os.path.abspath(os.fsdecode(filename))
+    existing = path
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    mount = existing
+    while not os.path.ismount(mount):
+        mount = os.path.dirname(mount)
+    return f"the device of {mount} (writing {path})"

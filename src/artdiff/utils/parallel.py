@@ -34,10 +34,11 @@ def process_pool(workers: int) -> Iterator[Executor | None]:
         return
     pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_ignore_interrupts)
-    with interrupts_held():
-        for _ in range(count):  # each submit to a pool with no idle worker starts one: start them all here
-            pool.submit(_ready)
     try:
+        # A kill (SIGTERM) is not held back like Ctrl-C: it may land while workers start, and they must be stopped.
+        with interrupts_held():
+            for _ in range(count):  # each submit to a pool with no idle worker starts one: start them all here
+                pool.submit(_ready)
         yield pool
     except BaseException:
         # Ctrl-C or an error: drop the queued work; workers (which ignore Ctrl-C) finish their one item.
