@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from artdiff.errors import UserError
+from artdiff.models import config_limits, weights_files
 from artdiff.models.preprocessing import Preprocessing
 from artdiff.models.tokenizer import TOKENIZER_FILES
 from artdiff.utils.io import atomic_write_json
@@ -65,37 +66,79 @@ def resolve_model_dir(path_or_hub_id: str | Path, *, cache_dir: str | Path | Non
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """Read a JSON mapping, or None when the file does not exist."""
-    if not path.is_file():
+    """Read a JSON mapping, or None when the file does not exist (a folder, empty file or bad JSON is an error)."""
+    if not path.is_file() and not path.is_dir():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error}); restore it from the original model") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a JSON object")
-    return data
+    return weights_files.read_json_file(path)
 
 
 @contextlib.contextmanager
-def _quiet_weight_loading() -> Iterator[None]:
-    """Silence transformers' per-tensor "Loading weights" bar: a local load is instant and the bar is noise."""
-    was_enabled = transformers_logging.is_progress_bar_enabled()
+def _quiet_loading() -> Iterator[None]:
+    """Silence the libraries while they read a local folder: per-tensor bars, load reports and advice are noise.
+
+    Errors still surface as exceptions, which _from_pretrained turns into one line; the user's own use of the
+    libraries outside this block keeps their settings.
+    """
+    from diffusers.utils import logging as diffusers_logging
+
+    bar_was_on = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
+    levels = transformers_logging.get_verbosity(), diffusers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.set_verbosity_error()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's and the libraries' FutureWarnings about their own defaults
+            yield
     finally:
-        if was_enabled:
+        transformers_logging.set_verbosity(levels[0])
+        diffusers_logging.set_verbosity(levels[1])
+        if bar_was_on:
             transformers_logging.enable_progress_bar()
 
 
+def _bytes_per_parameter(kwargs: dict[str, Any]) -> int:
+    dtype = kwargs.get("dtype") or kwargs.get("torch_dtype") or torch.float32
+    return torch.empty((), dtype=dtype).element_size() if isinstance(dtype, torch.dtype) else 4
+
+
 def _from_pretrained(cls: Any, path: Path, **kwargs: Any) -> Any:
+    """cls.from_pretrained on a vetted local folder: config bounds, safetensors only, every tensor present."""
+    path = Path(path)
+    is_model = hasattr(cls, "config_class") or hasattr(cls, "config_name")  # not a tokenizer
+    if is_model:
+        config_file = path / "config.json"
+        config = weights_files.read_json_file(config_file, what="config.json")
+        config_limits.check_config(config, where=str(config_file), bytes_per_parameter=_bytes_per_parameter(kwargs))
+        weights_files.check_weights(path)
+        kwargs["use_safetensors"] = True  # never the pickled copies beside them
+    else:
+        for file in sorted(path.glob("*.json")):
+            weights_files.read_json_file(file)
+    transformers_model = isinstance(cls, type) and issubclass(cls, PreTrainedModel)
     try:
-        with _quiet_weight_loading():
-            return cls.from_pretrained(path, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load {cls.__name__} from {path}: {reason}") from None
+        with _quiet_loading():
+            loaded = cls.from_pretrained(path, local_files_only=True, **kwargs,
+                                         **({"output_loading_info": True} if transformers_model else {}))
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
+        raise UserError(f"cannot load {cls.__name__} from {path}: {_reason(error)}") from None
+    if not transformers_model:
+        return loaded
+    model, info = loaded
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise UserError(f"{path} lacks {len(missing)} of the tensors its config.json describes (e.g. {missing[0]}); "
+                        "the weights are incomplete or belong to another model: copy or download it again")
+    return model
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    if "size mismatch" in text or "ignore_mismatched_sizes" in text:
+        return "the tensor shapes in its weights do not match its config.json; copy or download the model again"
+    if "meta tensor" in text:
+        return "tensors its config.json describes are missing from its weights; copy or download the model again"
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def load_clip_model(path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
@@ -186,9 +229,9 @@ def load_vae(path: str | Path, *, device: str | torch.device = "cpu", dtype: tor
     from diffusers import AutoencoderKL
 
     folder = Path(path)
-    if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
+    if not (folder / "config.json").exists() and (folder / "vae" / "config.json").exists():
         folder = folder / "vae"
-    if not (folder / "config.json").is_file():
+    if not (folder / "config.json").exists():
         raise UserError(f"{path} is not an autoencoder folder (no config.json); train one with `artdiff train vae`")
     vae = _from_pretrained(AutoencoderKL, folder, torch_dtype=dtype).to(device).eval()
     info = read_json(folder / "artdiff.json") or read_json(folder.parent / "artdiff.json") or {}
@@ -233,7 +276,7 @@ def load_unet(path: str | Path, *, device: str | torch.device = "cpu", dtype: to
     from diffusers import UNet2DConditionModel
 
     folder = Path(path)
-    if not (folder / "config.json").is_file():
+    if not (folder / "config.json").exists():
         raise UserError(f"{folder} is not a UNet folder (no config.json)")
     return _from_pretrained(UNet2DConditionModel, folder, torch_dtype=dtype).to(device)
 

@@ -130,8 +130,9 @@ def load_image_variation(reference: str | Path, *, device: str | torch.device = 
     for part in PARTS:
         if not (folder / part).is_dir():
             raise UserError(f"{folder} has no {part}/ folder; it is not a complete image-variation model")
-    scheduler = factory.read_json(folder / "scheduler" / "scheduler_config.json") or {}
-    schedule, parameterization = schedule_from_scheduler_config(scheduler)
+    scheduler_file = folder / "scheduler" / "scheduler_config.json"
+    schedule, parameterization = schedule_from_scheduler_config(factory.read_json(scheduler_file) or {},
+                                                                where=str(scheduler_file))
     unet = factory.load_unet(folder / "unet", device=device, dtype=dtype).eval()
     vae, scale = factory.load_vae(folder / "vae", device=device, dtype=dtype)
     image_encoder = factory.load_vision_tower(folder / "image_encoder", device=device, dtype=dtype)

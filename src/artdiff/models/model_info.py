@@ -11,6 +11,7 @@ from typing import Any
 
 from artdiff import __version__
 from artdiff.errors import UserError
+from artdiff.models import config_limits
 
 KINDS = ("embedding-ldm", "stable-diffusion", "image-variation", "unconditional", "ccld", "vae", "joint-encoder",
          "judge", "textual-inversion", "lora")
@@ -44,8 +45,12 @@ class ModelInfo:
              f"schedule type must be one of {', '.join(SCHEDULE_TYPES)}"),
             (self.conditioning is None or self.conditioning.get("type") in CONDITIONING_TYPES,
              f"conditioning type must be one of {', '.join(CONDITIONING_TYPES)}"),
-            (self.latent_scale is None or self.latent_scale > 0, "latent_scale must be positive"),
+            (self.latent_scale is None or (isinstance(self.latent_scale, (int, float)) and 0 < self.latent_scale < 1e6),
+             "latent_scale must be a positive number"),
         ]
+        if self.schedule is not None and self.schedule.get("type") == "discrete":
+            problem = config_limits.scheduler_problem(self.schedule)
+            checks.append((problem is None, f"schedule: {problem}"))
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)

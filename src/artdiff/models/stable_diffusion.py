@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from artdiff.errors import UserError
-from artdiff.models import factory, single_file
+from artdiff.models import config_limits, factory, single_file
 from artdiff.utils.hashing import weights_hash
 
 SD_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
@@ -51,13 +51,13 @@ def is_stable_diffusion(folder: Path) -> bool:
     return all((folder / part).is_dir() for part in PARTS)
 
 
-def schedule_from_scheduler_config(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """artdiff's schedule dict and parameterization from a diffusers scheduler_config.json."""
+def schedule_from_scheduler_config(config: dict[str, Any], *, where: str = "scheduler_config.json"
+                                   ) -> tuple[dict[str, Any], str]:
+    """artdiff's schedule dict and parameterization from a diffusers scheduler_config.json (bounds checked)."""
     if config.get("trained_betas") is not None:
-        raise UserError("scheduler_config.json lists trained_betas; artdiff supports the named beta schedules")
+        raise UserError(f"{where} lists trained_betas; artdiff supports the named beta schedules")
+    config_limits.check_scheduler(config, where=where)
     prediction = config.get("prediction_type", "epsilon")
-    if prediction not in PREDICTION_TYPES:
-        raise UserError(f"scheduler prediction_type {prediction!r} is not one of {', '.join(PREDICTION_TYPES)}")
     schedule = {"type": "discrete", "beta_schedule": config.get("beta_schedule", "scaled_linear"),
                 "beta_start": float(config.get("beta_start", 0.00085)), "beta_end": float(config.get("beta_end", 0.012)),
                 "num_train_timesteps": int(config.get("num_train_timesteps", 1000)),
@@ -96,8 +96,9 @@ def load_stable_diffusion(reference: str | Path, *, config: str | None = None, t
     for part in PARTS:
         if not (folder / part).is_dir():
             raise UserError(f"{folder} has no {part}/ folder; it is not a complete Stable Diffusion model")
-    scheduler = factory.read_json(folder / "scheduler" / "scheduler_config.json") or {}
-    schedule, parameterization = schedule_from_scheduler_config(scheduler)
+    scheduler_file = folder / "scheduler" / "scheduler_config.json"
+    schedule, parameterization = schedule_from_scheduler_config(factory.read_json(scheduler_file) or {},
+                                                                where=str(scheduler_file))
     unet = factory.load_unet(folder / "unet", device=device, dtype=dtype).eval()
     vae, scale = factory.load_vae(folder / "vae", device=device, dtype=dtype)
     text_encoder = factory.load_text_encoder(folder / "text_encoder", device=device, dtype=dtype)
@@ -136,7 +137,8 @@ def _load_single_file(path: Path, *, config: str | None, tokenizer: str | None, 
     if len(clip_tokenizer) > text_encoder.config.vocab_size:
         raise UserError(f"the tokenizer in {tokenizer_dir} has {len(clip_tokenizer)} tokens but the text encoder of "
                         f"{path.name} {text_encoder.config.vocab_size}; pass --tokenizer for this model")
-    scheduler = factory.read_json(configs / "scheduler" / "scheduler_config.json") or {}
-    schedule, parameterization = schedule_from_scheduler_config(scheduler)
+    scheduler_file = configs / "scheduler" / "scheduler_config.json"
+    schedule, parameterization = schedule_from_scheduler_config(factory.read_json(scheduler_file) or {},
+                                                                where=str(scheduler_file))
     return StableDiffusion(path, unet, vae, text_encoder, clip_tokenizer, float(vae.config.scaling_factor), schedule,
                            parameterization, weights_hash([path]))
