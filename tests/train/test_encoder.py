@@ -33,7 +33,7 @@ def synth(tmp_path_factory):
 
 
 def tiny(synth, out, **kwargs):
-    settings = {"data": synth, "out": out, "preset": "tiny", "steps": 20, "batch_size": 16, "warmup": 2,
+    settings = {"data": synth, "out": out, "preset": "tiny", "max_steps": 20, "batch_size": 16, "warmup_steps": 2,
                 "lr": 3e-3, "hopfield_start": 5, "vocab_size": 600, "val_fraction": 0.25, "log_every": 5,
                 "progress": False}
     return EncoderTrainConfig(**{**settings, **kwargs})
@@ -41,7 +41,7 @@ def tiny(synth, out, **kwargs):
 
 @pytest.mark.parametrize("loss", ["clip", "cloob"])
 def test_training_lowers_the_loss_below_collapse_and_saves_a_clip_folder(synth, tmp_path, loss):
-    cfg = tiny(synth, tmp_path / "enc", loss=loss, lr=3e-3 if loss == "clip" else 1e-3)
+    cfg = tiny(synth, tmp_path / "enc", loss=loss, lr=None)  # each loss's default rate
     result = train_encoder(cfg)
     # Embeddings all alike (collapse) score log(B) with InfoNCE and log(B - 1) with InfoLOOB: learning goes below.
     collapsed = math.log(16 if loss == "clip" else 15)
@@ -59,7 +59,7 @@ def test_training_lowers_the_loss_below_collapse_and_saves_a_clip_folder(synth, 
 
 
 def test_the_folder_loads_in_transformers_and_matches_load_encoder(synth, tmp_path):
-    train_encoder(tiny(synth, tmp_path / "enc", loss="cloob", steps=3))
+    train_encoder(tiny(synth, tmp_path / "enc", loss="cloob", max_steps=3))
     encoder = load_encoder(tmp_path / "enc")
     model = CLIPModel.from_pretrained(tmp_path / "enc", local_files_only=True).eval()
     tokenizer = CLIPTokenizer.from_pretrained(tmp_path / "enc", local_files_only=True)
@@ -74,17 +74,22 @@ def test_the_folder_loads_in_transformers_and_matches_load_encoder(synth, tmp_pa
 
 
 def test_clip_learns_its_temperature_and_training_is_reproducible(synth, tmp_path):
-    first = train_encoder(tiny(synth, tmp_path / "a", loss="clip", steps=4, log_every=1))
-    again = train_encoder(tiny(synth, tmp_path / "b", loss="clip", steps=4, log_every=1))
+    first = train_encoder(tiny(synth, tmp_path / "a", loss="clip", max_steps=4, log_every=1))
+    again = train_encoder(tiny(synth, tmp_path / "b", loss="clip", max_steps=4, log_every=1))
     assert [line["loss"] for line in first.log] == [line["loss"] for line in again.log]
     scales = [line["logit_scale"] for line in first.log]
     assert scales[0] != pytest.approx(1 / 0.07, abs=1e-6) and max(scales) <= 100
 
 
-def test_retraining_replaces_an_earlier_encoder(synth, tmp_path):
-    train_encoder(tiny(synth, tmp_path / "enc", loss="clip", steps=2))
-    train_encoder(tiny(synth, tmp_path / "enc", loss="cloob", steps=2))
-    assert json.loads((tmp_path / "enc" / "artdiff.json").read_text())["objective"] == "cloob"
+def test_a_finished_encoder_is_never_replaced_by_one_with_other_options(synth, tmp_path):
+    train_encoder(tiny(synth, tmp_path / "enc", loss="clip", max_steps=2))
+    before = (tmp_path / "enc" / "model.safetensors").read_bytes()
+    with pytest.raises(UserError, match=r"enc holds an encoder trained with different options \(loss\); use a new "
+                                        r"--out, or delete .*enc to retrain it"):
+        train_encoder(tiny(synth, tmp_path / "enc", loss="cloob", max_steps=2))
+    assert (tmp_path / "enc" / "model.safetensors").read_bytes() == before
+    train_encoder(tiny(synth, tmp_path / "enc", loss="clip", max_steps=2, progress=True))  # same options: rebuilt alike
+    assert (tmp_path / "enc" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enc"]
 
 
@@ -144,7 +149,7 @@ def test_bad_data_and_outputs_are_one_line_errors(synth, tmp_path):
 def test_an_architecture_given_in_full_replaces_the_preset(synth, tmp_path):
     spec = {"vision": {"image_size": 32, "patch_size": 16, "hidden": 16, "layers": 1, "heads": 2},
             "text": {"hidden": 16, "layers": 1, "heads": 2}, "projection_dim": 8}
-    cfg = from_dict(EncoderTrainConfig, {**to_dict(tiny(synth, tmp_path / "enc", steps=2)), "spec": spec})
+    cfg = from_dict(EncoderTrainConfig, {**to_dict(tiny(synth, tmp_path / "enc", max_steps=2)), "spec": spec})
     train_encoder(cfg)
     config = json.loads((tmp_path / "enc" / "config.json").read_text())
     assert config["vision_config"]["patch_size"] == 16 and config["projection_dim"] == 8
@@ -166,12 +171,13 @@ def interrupt_at(monkeypatch, call):
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(synth, tmp_path, monkeypatch):
-    settings = {"loss": "clip", "steps": 8, "log_every": 2, "checkpoint_every": 3}
+    settings = {"loss": "clip", "max_steps": 8, "log_every": 2, "checkpoint_every": 3}
     whole = train_encoder(tiny(synth, tmp_path / "whole", **settings))
     interrupt_at(monkeypatch, 5)
     first = train_encoder(tiny(synth, tmp_path / "split", **settings))
     assert first.interrupted and first.steps == 5 and not (tmp_path / "split").exists()
-    assert [p.name for p in (tmp_path / "split.partial" / "checkpoints").iterdir()] == ["step-5"]
+    # Two kept: an earlier one to fall back on if the last is damaged.
+    assert sorted(p.name for p in (tmp_path / "split.partial" / "checkpoints").iterdir()) == ["step-3", "step-5"]
     monkeypatch.undo()
     resumed = train_encoder(tiny(synth, tmp_path / "split", **settings, progress=True))  # progress may change
     assert not resumed.interrupted and resumed.steps == 8 and not (tmp_path / "split.partial").exists()
@@ -183,10 +189,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(synth, tmp_path, monkeypat
 
 def test_a_resume_with_other_options_is_refused_and_keeps_the_checkpoint(synth, tmp_path, monkeypatch):
     interrupt_at(monkeypatch, 2)
-    assert train_encoder(tiny(synth, tmp_path / "enc", steps=6)).interrupted
+    assert train_encoder(tiny(synth, tmp_path / "enc", max_steps=6)).interrupted
     monkeypatch.undo()
-    with pytest.raises(UserError, match=r"unfinished run started with different options \(lr, steps\); .* delete .*enc.partial"):
-        train_encoder(tiny(synth, tmp_path / "enc", steps=7, lr=1e-3))
+    with pytest.raises(UserError, match=r"unfinished run started with different options \(lr, max_steps\); .* delete .*enc.partial"):
+        train_encoder(tiny(synth, tmp_path / "enc", max_steps=7, lr=1e-3))
     assert [p.name for p in (tmp_path / "enc.partial" / "checkpoints").iterdir()] == ["step-2"]
 
 
@@ -194,9 +200,9 @@ def test_a_resume_on_changed_images_is_refused(synth, tmp_path, monkeypatch):
     data = tmp_path / "data"
     shutil.copytree(synth, data)
     interrupt_at(monkeypatch, 2)
-    assert train_encoder(tiny(data, tmp_path / "enc", steps=6)).interrupted
+    assert train_encoder(tiny(data, tmp_path / "enc", max_steps=6)).interrupted
     monkeypatch.undo()
     first = json.loads((data / "manifest.jsonl").read_text().splitlines()[0])["image"]
     Image.new("RGB", (32, 32), "red").save(data / first)  # same captions, one image repainted
     with pytest.raises(UserError, match="unfinished run started with different data;"):
-        train_encoder(tiny(data, tmp_path / "enc", steps=6))
+        train_encoder(tiny(data, tmp_path / "enc", max_steps=6))

@@ -84,8 +84,8 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         data=data, out=out / "judge", epochs=cfg.judge_epochs, image_size=16 if tiny else 32,
         warmup_steps=1 if tiny else 100, **common)))
     stage("encoder", out / "encoder" / "artdiff.json", lambda: train_encoder(EncoderTrainConfig(
-        data=data, out=out / "encoder", loss="cloob", preset="tiny" if tiny else "mini", steps=cfg.encoder_steps,
-        batch_size=8 if tiny else 256, **common)))
+        data=data, out=out / "encoder", loss="cloob", preset="tiny" if tiny else "mini",
+        max_steps=cfg.encoder_steps, batch_size=8 if tiny else 256, warmup_steps=1 if tiny else 50, **common)))
     stage("vae", out / "vae" / "model" / "artdiff.json", lambda: train_vae(VaeTrainConfig(
         data=data, out=out / "vae", preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.vae_steps,
         batch_size=8 if tiny else 16, warmup_steps=1 if tiny else 100, checkpoint_every=500,

@@ -12,21 +12,24 @@ CLOOB starting with plain InfoLOOB until `hopfield_start`, checkpointing to OUT.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from artdiff.config import option, save_yaml, to_dict
-from artdiff.core.contrastive import CLOOB_HOPFIELD_BETA, CLOOB_INV_TAU, clip_loss, cloob_loss, info_loob
+from artdiff.config import load_yaml, save_yaml, to_dict
+from artdiff.core.contrastive import clip_loss, cloob_loss, info_loob
 from artdiff.data.manifest import read_manifest
 from artdiff.errors import UserError
 from artdiff.models import factory
@@ -34,79 +37,28 @@ from artdiff.models.encoders import ENCODER_KIND, JointEncoder, save_encoder
 from artdiff.models.preprocessing import Preprocessing, preprocess
 from artdiff.models.specs import CLIP_PRESETS, ClipSpec, build_clip_model
 from artdiff.models.tokenizer import build_tokenizer
-from artdiff.train.checkpoint import LoopState, checkpoint_dirs, load_checkpoint, load_extra, save_checkpoint
-from artdiff.train.encoder_resume import EpochBatches, data_fingerprint, open_run, partial_dir, run_tokenizer
+from artdiff.train.checkpoint import LoopState, changed_options, resume, save_checkpoint
+from artdiff.train.encoder_config import (  # noqa: F401 - the options live there, for a fast --help
+    CLIP_LOGIT_SCALE_MAX,
+    DEFAULT_LR,
+    LOSSES,
+    EncoderTrainConfig,
+    renamed_options,
+)
+from artdiff.train.encoder_resume import (
+    RESUMABLE_CHANGES,
+    EpochBatches,
+    data_fingerprint,
+    open_run,
+    partial_dir,
+    run_tokenizer,
+)
 from artdiff.train.interrupt import StopFlag
 from artdiff.utils.io import write_jsonl
-from artdiff.utils.progress import progress
+from artdiff.utils.progress import ProgressBar
 
-Loss = Literal["clip", "cloob"]
-LOSSES: tuple[str, ...] = get_args(Loss)
-# Peak learning rates measured on the 64 px synthetic set (benchmarks/encoder_training.py): CLIP gained from
-# 2e-3 over 1e-3; CLOOB at 3e-3 collapsed every embedding to one point in an earlier run, so it stays at 1e-3.
-DEFAULT_LR: dict[str, float] = {"clip": 2e-3, "cloob": 1e-3}
-CLIP_LOGIT_SCALE_MAX = 100.0  # CLIP clips its learned multiplier here "to prevent training instability"
 LOG_NAME = "train_log.jsonl"
 CONFIG_NAME = "train_config.yaml"
-
-
-@dataclass
-class EncoderTrainConfig:
-    """How a joint encoder is trained from scratch (Radford et al. 2021; Fürst et al. 2021)."""
-
-    data: Path = option(Path("synth"), "dataset with captions (manifest records with 'caption'), e.g. from "
-                                       "artdiff synth", cli=False)
-    out: Path = option(Path("encoder"), "folder to write the encoder to (a CLIP model folder)")
-    loss: Loss = option("cloob", "objective: clip (InfoNCE, learned temperature) or cloob (InfoLOOB on "
-                                 "Hopfield retrievals, fixed temperature)")
-    preset: str = option("mini", f"architecture preset: {', '.join(CLIP_PRESETS)}")
-    spec: ClipSpec | None = option(None, "architecture given in full, instead of the preset (YAML config only)",
-                                   cli=False)
-    # 800 x 256 pairs (about 10 passes over 20,000 images) train the mini preset in about 8 minutes on 2 cores.
-    steps: int = option(800, "optimizer steps")
-    # Contrastive losses see batch_size - 1 negatives per pair; 256 covers the synthetic set's 96 label mixes.
-    batch_size: int = option(256, "image-caption pairs per step")
-    lr: float | None = option(None, "peak learning rate", shown_default=", ".join(
-        f"{k} {v:g}" for k, v in DEFAULT_LR.items()))
-    warmup: int = option(50, "steps of linear warmup before the cosine decay")
-    weight_decay: float = option(0.1, "AdamW weight decay on weight matrices (not on norms, biases, scale)")
-    inv_tau: float = option(CLOOB_INV_TAU, "CLOOB: fixed inverse temperature 1/tau")
-    hopfield_beta: float = option(CLOOB_HOPFIELD_BETA, "CLOOB: Hopfield retrieval inverse temperature beta")
-    # From scratch both towers' embeddings start nearly collapsed, and retrievals across modalities carry no
-    # pairing signal until the towers align: without this phase CLOOB stalled at chance style accuracy.
-    hopfield_start: int = option(100, "CLOOB: step at which the Hopfield retrievals start; before it, plain "
-                                      "InfoLOOB (the paper's ablation without them) aligns the two towers")
-    logit_scale: float = option(1 / 0.07, "CLIP: initial logit scale 1/tau (learned, clamped at 100)")
-    vocab_size: int = option(4096, "largest tokenizer vocabulary (fewer entries when the captions need fewer)")
-    val_fraction: float = option(0.05, "share of pairs held out to measure the validation loss")
-    log_every: int = option(50, "steps between lines of train_log.jsonl")
-    checkpoint_every: int = option(200, "save a checkpoint to OUT.partial every N steps (also on Ctrl-C); the same "
-                                        "command resumes from it")
-    seed: int = option(0, "seed of the split, initialisation, batch order and flips")
-    progress: bool = option(True, "show a progress bar")
-
-    def __post_init__(self) -> None:
-        self.data, self.out = Path(self.data), Path(self.out)
-        if self.loss not in LOSSES:
-            raise UserError(f"unknown encoder loss {self.loss!r}; use one of {', '.join(LOSSES)}")
-        if self.preset not in CLIP_PRESETS:
-            raise UserError(f"unknown encoder preset {self.preset!r}; use one of {', '.join(CLIP_PRESETS)}")
-        if self.lr is None:  # resolved here so train_config.yaml records the rate actually used
-            self.lr = DEFAULT_LR[self.loss]
-        checks = [
-            (self.steps >= 1, "--steps must be at least 1"),
-            (self.batch_size >= 2, "--batch-size must be at least 2 (contrastive losses need negatives)"),
-            (self.lr > 0 and min(self.warmup, self.weight_decay, self.hopfield_start) >= 0,
-             "--lr must be positive, --warmup, --weight-decay and --hopfield-start 0 or more"),
-            (self.inv_tau > 0 and self.hopfield_beta > 0, "--inv-tau and --hopfield-beta must be positive"),
-            (0 < self.logit_scale <= CLIP_LOGIT_SCALE_MAX, "--logit-scale must be in (0, 100]"),
-            (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
-            (self.log_every >= 1 and self.checkpoint_every >= 1, "--log-every and --checkpoint-every must be at "
-                                                                  "least 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
 
 
 @dataclass
@@ -209,6 +161,8 @@ def train_encoder(cfg: EncoderTrainConfig) -> EncoderTrainResult:
     """Train an encoder on the dataset's image-caption pairs and save it to cfg.out (replaced atomically)."""
     started = time.perf_counter()
     _check_out(cfg.out)
+    if cfg.warmup_warning():
+        print(cfg.warmup_warning(), file=sys.stderr)
     spec = cfg.spec or CLIP_PRESETS[cfg.preset]
     prep = Preprocessing(size=spec.vision.image_size)  # CLIP's contract at the model's input size
     pairs = load_pairs(cfg.data, prep)
@@ -219,8 +173,10 @@ def train_encoder(cfg: EncoderTrainConfig) -> EncoderTrainResult:
     if len(train) < cfg.batch_size:
         raise UserError(f"--batch-size {cfg.batch_size} exceeds the {len(train)} training pairs of {cfg.data}; "
                         "lower --batch-size or --val-fraction")
+    fingerprint = data_fingerprint(pairs.images, pairs.captions)
+    _check_finished(cfg, fingerprint)
     partial = partial_dir(cfg.out)
-    open_run(partial, to_dict(cfg), data_fingerprint(pairs.images, pairs.captions))
+    open_run(partial, to_dict(cfg), fingerprint)
     tok_dir = run_tokenizer(partial, lambda folder: build_tokenizer(
         [pairs.captions[i] for i in train.tolist()], folder, vocab_size=cfg.vocab_size, max_length=spec.text.max_length))
     tokenizer = factory.load_clip_tokenizer(tok_dir)
@@ -241,8 +197,10 @@ def train_encoder(cfg: EncoderTrainConfig) -> EncoderTrainResult:
     staging.mkdir(parents=True)
     try:
         recipe = {"objective": cfg.loss, "preset": None if cfg.spec else cfg.preset, "spec": spec.to_dict(),
-                  "train_config": to_dict(cfg), "val_loss": result.val_loss}
-        save_encoder(model.eval(), staging, tokenizer_dir=tok_dir, preprocessing=prep, info=recipe)
+                  "train_config": to_dict(cfg), "val_loss": result.val_loss,
+                  "data_fingerprint": fingerprint}
+        with _no_shard_bars():
+            save_encoder(model.eval(), staging, tokenizer_dir=tok_dir, preprocessing=prep, info=recipe)
         save_yaml(cfg, staging / CONFIG_NAME)
         write_jsonl(staging / LOG_NAME, log)
         _replace_dir(staging, cfg.out)
@@ -268,20 +226,21 @@ def _optimise(encoder: JointEncoder, model: Any, pairs: Pairs, train: Tensor, cf
     loss over the interval), the steps done, and whether Ctrl-C or SIGTERM stopped it (after checkpointing)."""
     optimizer = make_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps=cfg.steps, warmup=cfg.warmup))
+        optimizer, lambda step: lr_factor(step, steps=cfg.max_steps, warmup=cfg.warmup_steps))
     batches = EpochBatches(train, cfg.batch_size, generator)
     state, log, window, earlier = LoopState(), [], [], 0.0
-    found = checkpoint_dirs(partial)
-    if found:
-        state, _ = load_checkpoint(found[-1], model=model, optimizer=optimizer, scheduler=schedule)
-        tensors, extra = load_extra(found[-1])
+    resumed = resume(partial, model=model, optimizer=optimizer, scheduler=schedule,
+                     fresh_start=f"delete {partial} to start over")
+    if resumed is not None:
+        state, tensors, extra = resumed.state, resumed.extra_tensors, resumed.extra_state
         generator.set_state(tensors["generator"])
         batches.load_state(tensors["shuffled"], extra["start"])
         log, window, earlier = extra["log"], extra["window"], extra["seconds"]
     started, stop = time.perf_counter() - earlier, StopFlag()
-    steps = range(state.step, cfg.steps)
-    with stop.installed():
-        for step in progress(steps, total=len(steps), desc=f"encoder ({cfg.loss})", enabled=cfg.progress):
+    steps = range(state.step, cfg.max_steps)
+    with stop.installed(), ProgressBar(total=len(steps), desc=f"encoder ({cfg.loss})", unit="step",
+                                       enabled=cfg.progress) as bar:
+        for step in steps:
             batch = batches.next()
             images = pairs.images[batch]
             flip = torch.rand(len(batch), generator=generator) < 0.5  # mirror: captions never say left or right
@@ -290,7 +249,7 @@ def _optimise(encoder: JointEncoder, model: Any, pairs: Pairs, train: Tensor, cf
                                     step=step)
             if not torch.isfinite(loss):
                 raise UserError(f"the {cfg.loss} loss became {loss.item()} at step {step}; lower --lr "
-                                f"(now {cfg.lr:g}) or raise --warmup; the last checkpoint is in {partial}")
+                                f"(now {cfg.lr:g}) or raise --warmup-steps; the last checkpoint is in {partial}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -300,18 +259,20 @@ def _optimise(encoder: JointEncoder, model: Any, pairs: Pairs, train: Tensor, cf
                     model.logit_scale.clamp_(0, math.log(CLIP_LOGIT_SCALE_MAX))
             window.append(loss.item())
             state.step = step + 1
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+            bar.update()
+            bar.status(loss=window[-1])
+            if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
                 log.append({"step": state.step, "loss": sum(window) / len(window),
                             "lr": optimizer.param_groups[0]["lr"], "logit_scale": model.logit_scale.exp().item(),
                             "seconds": round(time.perf_counter() - started, 2)})
                 window = []
-            if (state.step % cfg.checkpoint_every == 0 or stop.requested) and state.step < cfg.steps:
+            if (state.step % cfg.checkpoint_every == 0 or stop.requested) and state.step < cfg.max_steps:
                 shuffled, start = batches.state()
                 save_checkpoint(partial, state, model=model, ema=None, optimizer=optimizer, scheduler=schedule,
-                                keep=1, extra_tensors={"generator": generator.get_state(), "shuffled": shuffled},
+                                keep=2, extra_tensors={"generator": generator.get_state(), "shuffled": shuffled},
                                 extra_state={"start": start, "log": log, "window": window,
                                              "seconds": time.perf_counter() - started})
-            if stop.requested and state.step < cfg.steps:
+            if stop.requested and state.step < cfg.max_steps:
                 return log, state.step, True
     return log, state.step, False
 
@@ -327,6 +288,20 @@ def _validation_loss(encoder: JointEncoder, model: Any, pairs: Pairs, val: Tenso
     return sum(losses) / len(losses) if losses else None
 
 
+@contextlib.contextmanager
+def _no_shard_bars() -> Iterator[None]:
+    """Hide transformers' "Writing model shards" bar: one file of a small model is not progress to report."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def _is_encoder_dir(path: Path) -> bool:
     return (factory.read_json(path / "artdiff.json") or {}).get("kind") == ENCODER_KIND
 
@@ -338,6 +313,21 @@ def _check_out(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not _is_encoder_dir(out):
         raise UserError(f"output {out} is not empty and holds no artdiff encoder; choose a new or empty folder "
                         "(nothing was written)")
+
+
+def _check_finished(cfg: EncoderTrainConfig, fingerprint: dict) -> None:
+    """Refuse to replace a finished encoder made with other options or data (as a resumed run is refused)."""
+    if not _is_encoder_dir(cfg.out) or not (cfg.out / CONFIG_NAME).is_file():
+        return
+    saved = renamed_options(load_yaml(cfg.out / CONFIG_NAME))
+    changed = changed_options(saved, to_dict(cfg), RESUMABLE_CHANGES)
+    differences = [f"options ({', '.join(changed)})"] if changed else []
+    recorded = (factory.read_json(cfg.out / "artdiff.json") or {}).get("data_fingerprint")
+    if recorded is not None and recorded != fingerprint:
+        differences.append("data")
+    if differences:
+        raise UserError(f"{cfg.out} holds an encoder trained with different {' and '.join(differences)}; use a "
+                        f"new --out, or delete {cfg.out} to retrain it (nothing was written)")
 
 
 def _replace_dir(staging: Path, out: Path) -> None:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from artdiff.errors import UserError
 from artdiff.train.checkpoint import changed_options
+from artdiff.train.encoder_config import renamed_options
 from artdiff.utils.io import atomic_write_json
 
 # Options that may differ when an interrupted run is resumed: they do not change the trained weights (the
@@ -46,7 +47,7 @@ def open_run(partial: Path, options: dict, fingerprint: dict) -> None:
         atomic_write_json(run_file, {"options": options, "data": fingerprint})
         return
     saved = json.loads(run_file.read_text())
-    changed = changed_options(saved["options"], options, RESUMABLE_CHANGES)
+    changed = changed_options(renamed_options(saved["options"]), options, RESUMABLE_CHANGES)
     differences = [f"options ({', '.join(changed)})"] if changed else []
     if saved["data"] != fingerprint:
         differences.append("data")

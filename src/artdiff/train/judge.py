@@ -24,12 +24,13 @@ from artdiff.utils.io import atomic_write_json
 
 @dataclass
 class JudgeTrainConfig(LoopConfig):
-    """How the judge is trained; the loop's options come with it (max_steps follows from --epochs)."""
+    """How the judge is trained; the loop's options come with it (--max-steps, when given, wins over --epochs)."""
 
     data: Path = option(Path("synth"), "labelled dataset (manifest records with 'labels'), e.g. from artdiff synth",
                         cli=False)
     image_size: int = option(32, "judge input size (32 px keeps style, palette and ground apart; 4x cheaper than 64)")
-    epochs: int = option(10, "passes over the training images")
+    epochs: int = option(10, "passes over the training images, unless --max-steps is given")
+    max_steps: int | None = option(None, "optimizer steps (default: as many as --epochs passes take)")
     val_fraction: float = option(0.1, "share of images held out to measure accuracy")
     batch_size: int = option(128, "images per step")
     lr: float = option(3e-3, "peak learning rate (AdamW, cosine decay after warmup)")
@@ -45,6 +46,8 @@ class JudgeTrainConfig(LoopConfig):
             raise ValueError("--val-fraction must be between 0 and 1")
         if self.epochs < 1:
             raise ValueError("--epochs must be at least 1")
+        if self.image_size < 8:  # three stride-2 stages
+            raise ValueError("--image-size must be at least 8")
 
 
 @dataclass
@@ -101,7 +104,8 @@ class JudgeTask:
 def train_judge(cfg: JudgeTrainConfig) -> JudgeTrainResult:
     """Train on (1 - val_fraction) of the images, save RUN/model, and report held-out accuracy."""
     task = JudgeTask(cfg)
-    cfg.max_steps = max(1, cfg.epochs * len(task.train) // cfg.batch_size)
+    if cfg.max_steps is None:  # an explicit --max-steps is what was asked for; config.yaml records either
+        cfg.max_steps = max(1, cfg.epochs * len(task.train) // cfg.batch_size)
     result = run_training(cfg, task)
     if result.model_dir is None:  # interrupted: the same command resumes
         return JudgeTrainResult(cfg.out, {}, len(task.train), len(task.val), result.seconds)

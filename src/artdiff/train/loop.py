@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,18 +27,12 @@ from accelerate.state import AcceleratorState, GradientState
 from artdiff.config import load_yaml, to_dict
 from artdiff.core.ema import EMA, ema_decay
 from artdiff.errors import UserError
-from artdiff.train.checkpoint import (
-    LoopState,
-    changed_options,
-    checkpoint_dirs,
-    load_checkpoint,
-    save_checkpoint,
-)
+from artdiff.train.checkpoint import LoopState, changed_options, checkpoint_dirs, resume, save_checkpoint
 from artdiff.train.interrupt import StopFlag
 from artdiff.train.loop_config import RESUMABLE_CHANGES, LoopConfig
 from artdiff.train.sample_grid import save_grid
 from artdiff.utils.io import atomic_write_text
-from artdiff.utils.progress import progress
+from artdiff.utils.progress import ProgressBar
 
 
 class TrainTask(Protocol):
@@ -120,6 +115,8 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
                         f"{world} processes")
     if accelerator.is_main_process:
         _check_run_dir(cfg)
+        if cfg.warmup_warning():
+            print(cfg.warmup_warning(), file=sys.stderr)
     accelerator.wait_for_everyone()
     if cfg.gradient_checkpointing and hasattr(task.model, "enable_gradient_checkpointing"):
         task.model.enable_gradient_checkpointing()
@@ -128,23 +125,26 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cfg.lr_factor(step))  # a method may override it
     model, optimizer = accelerator.prepare(task.model, optimizer)
     state, ema = LoopState(), EMA(params) if cfg.ema_decay > 0 else None
-    existing = checkpoint_dirs(cfg.out)
-    if existing:
-        state, ema_state = load_checkpoint(existing[-1], model=accelerator.unwrap_model(model), optimizer=optimizer,
-                                           scheduler=scheduler)
-        if ema is not None and ema_state is not None:
-            ema.load_state_dict(ema_state)
+    resumed = resume(cfg.out, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
+                     fresh_start=f"delete {cfg.out / 'checkpoints'} to start over")
+    if resumed is not None:
+        state = resumed.state
+        if ema is not None and resumed.ema is not None:
+            ema.load_state_dict(resumed.ema)
     if cfg.report_to != "none":
         accelerator.init_trackers("artdiff", config={k: str(v) for k, v in to_dict(cfg).items()})
 
     stop = StopFlag()
     result = LoopResult(run_dir=cfg.out, model_dir=None, steps=state.step)
     log_path = cfg.out / "log.jsonl"
-    with stop.installed(), open(log_path, "a", encoding="utf-8") if accelerator.is_main_process else \
+    bar = ProgressBar(total=cfg.max_steps - state.step, desc="train", unit="step",
+                      enabled=cfg.progress and accelerator.is_main_process)  # steps/s, and the loss beside it
+    with stop.installed(), bar, open(log_path, "a", encoding="utf-8") if accelerator.is_main_process else \
             contextlib.nullcontext() as log:
-        steps = range(state.step, cfg.max_steps)
-        for _ in progress(steps, total=len(steps), desc="train", enabled=cfg.progress and accelerator.is_main_process):
+        for _ in range(state.step, cfg.max_steps):
             loss = _one_step(cfg, task, model, optimizer, accelerator, state, micro, world, rank)
+            bar.update()
+            bar.status(loss=loss)
             if math.isfinite(loss):
                 scheduler.step()
                 state.bad_steps = 0
@@ -236,7 +236,12 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 def _check_run_dir(cfg: LoopConfig) -> None:
     """Write config.yaml, or check that the run folder holds this same run before resuming it."""
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise UserError(f"--out {cfg.out} is a file; choose a folder for the run")
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--out {cfg.out}: a part of the path is a file; choose a folder for the run") from None
     path = cfg.out / "config.yaml"
     current = to_dict(cfg)
     if path.is_file() and checkpoint_dirs(cfg.out):

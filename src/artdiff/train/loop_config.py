@@ -9,6 +9,8 @@ from typing import Literal
 
 from artdiff.config import option
 
+MAX_STEPS = 10**9  # far beyond any run; a larger count is a typo, not a plan
+
 # Options that may change between an interrupted run and its resumption without changing the result.
 RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "sample_every", "log_every", "progress",
                      "report_to", "out")
@@ -42,19 +44,33 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.grad_clip, self.ema_decay))
         checks = [
-            (self.max_steps >= 1, "--max-steps must be at least 1"),
+            (self.max_steps is None or 1 <= self.max_steps <= MAX_STEPS, f"--max-steps must be 1 to {MAX_STEPS:,}"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "--batch-size and --grad-accum must be at least 1"),
             (self.batch_size % self.grad_accum == 0, "--batch-size must be a multiple of --grad-accum"),
-            (self.lr > 0, "--lr must be positive"),
+            (math.isfinite(self.lr) and self.lr > 0, "--lr must be a positive number"),
+            (finite, "--weight-decay, --grad-clip and --ema-decay must be finite numbers"),
+            (self.weight_decay >= 0 and self.grad_clip >= 0, "--weight-decay and --grad-clip must be 0 or more"),
+            (self.warmup_steps >= 0, "--warmup-steps must be 0 or more"),
             (0 <= self.ema_decay < 1, "--ema-decay must be in [0, 1)"),
             (self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "--checkpoint-every and --keep-checkpoints "
                                                                         "must be at least 1"),
+            (self.log_every >= 1 and self.sample_every >= 0, "--log-every must be at least 1, --sample-every 0 "
+                                                             "or more"),
             (self.nan_patience >= 1, "--nan-patience must be at least 1"),
+            (0 <= self.seed < 2**63, f"--seed must be 0 to {2**63 - 1} (torch's generators take 63 bits)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def warmup_warning(self) -> str | None:
+        """One line when the warmup is longer than the run, so the peak --lr is never reached."""
+        if self.max_steps is not None and self.warmup_steps > self.max_steps:
+            return (f"warning: --warmup-steps {self.warmup_steps} exceeds --max-steps {self.max_steps}; the "
+                    "learning rate never reaches --lr")
+        return None
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of --lr at a step: linear warmup, then constant, cosine or linear decay to 0 at max_steps."""
