@@ -7,7 +7,24 @@ from pathlib import Path
 import torch
 
 from artdiff.data.labelled import load_labelled
-from artdiff.models.judge import Judge, load_judge
+from artdiff.errors import UserError
+from artdiff.models import weights_files
+from artdiff.models.judge import CONFIG_NAME, WEIGHTS_NAME, Judge, load_judge
+
+
+def load_checked_judge(directory: Path) -> Judge:
+    """load_judge with a damaged config.json or weights file named in one line instead of a library error."""
+    directory = Path(directory)
+    if (directory / CONFIG_NAME).exists():
+        weights_files.read_json_file(directory / CONFIG_NAME)
+    if (directory / WEIGHTS_NAME).exists():
+        weights_files.check_safetensors(directory / WEIGHTS_NAME)
+    try:
+        return load_judge(directory)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise UserError(f"{directory}: its {CONFIG_NAME} and {WEIGHTS_NAME} do not make a judge ({reason}); "
+                        "train it again with `artdiff train judge`, or leave out --judge for the shipped one") from None
 
 
 @torch.no_grad()
@@ -28,6 +45,6 @@ def judge_accuracy(judge: Judge, images: torch.Tensor, targets: dict[str, torch.
 
 def evaluate_judge(judge_dir: Path, data: Path) -> dict[str, float | int]:
     """Accuracy per label of a saved judge on a labelled dataset, with the image count."""
-    judge = load_judge(judge_dir)
+    judge = load_checked_judge(judge_dir)
     images, _, targets = load_labelled(data, judge.spec.image_size, vocab=judge.spec.labels)
     return {**judge_accuracy(judge, images, targets), "images": len(images)}

@@ -22,10 +22,11 @@ import torch
 from artdiff.data.synthetic import SynthConfig, render
 from artdiff.data.synthetic_labels import GROUNDS, LABEL_KEYS, PALETTES, STYLES, canonical_prompt
 from artdiff.errors import UserError
+from artdiff.evaluate.judge_eval import load_checked_judge
 from artdiff.evaluate.judge_metrics import adherence, fd_judge, judge_features
 from artdiff.generate.embedding_generate import EmbeddingModel, load_embedding_model
 from artdiff.generate.sample import sample_from_embeddings
-from artdiff.models.judge import Judge, load_judge
+from artdiff.models.judge import Judge
 from artdiff.utils.assets import SHIPPED_JUDGE, shipped
 
 VOCAB = {"style": STYLES, "palette": PALETTES, "ground": GROUNDS}
@@ -110,7 +111,7 @@ def evaluate_model(cfg: ModelEvalConfig) -> ModelEvalReport:
     """Generate from text prompts, image prompts and one repeated prompt; judge everything."""
     prompts = read_prompts(cfg.prompts) if cfg.prompts else default_prompts()
     model = load_embedding_model(cfg.model)
-    judge = load_judge(cfg.judge or shipped(SHIPPED_JUDGE, "judge"))
+    judge = load_checked_judge(cfg.judge or shipped(SHIPPED_JUDGE, "judge"))
     size = model.image_size
     started, generated = time.perf_counter(), 0
 

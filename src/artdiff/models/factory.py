@@ -115,17 +115,18 @@ def _from_pretrained(cls: Any, path: Path, **kwargs: Any) -> Any:
     else:
         for file in sorted(path.glob("*.json")):
             weights_files.read_json_file(file)
-    transformers_model = isinstance(cls, type) and issubclass(cls, PreTrainedModel)
     try:
         with _quiet_loading():
             loaded = cls.from_pretrained(path, local_files_only=True, **kwargs,
-                                         **({"output_loading_info": True} if transformers_model else {}))
+                                         **({"output_loading_info": True} if is_model else {}))
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
         raise UserError(f"cannot load {cls.__name__} from {path}: {_reason(error)}") from None
-    if not transformers_model:
+    if not is_model:
         return loaded
     model, info = loaded
-    missing = sorted(info.get("missing_keys") or ())
+    # transformers fills missing tensors with random values, diffusers leaves them on the meta device
+    missing = sorted({*(info.get("missing_keys") or ()),
+                      *(name for name, tensor in model.state_dict().items() if tensor.is_meta)})
     if missing:
         raise UserError(f"{path} lacks {len(missing)} of the tensors its config.json describes (e.g. {missing[0]}); "
                         "the weights are incomplete or belong to another model: copy or download it again")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -22,6 +23,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # torch kernel and no artdiff name.
 _PIL_RESAMPLE: dict[int, Kernel] = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "area"}
 _ALWAYS_ANTIALIASED = ("lanczos", "area")
+MAX_SIDE = 16384  # encoder inputs are 224-448 px; a side past this is a damaged file, not a contract
 
 ImageInput = Image.Image | Tensor | Sequence[Image.Image | Tensor]
 
@@ -49,6 +51,12 @@ class Preprocessing:
             raise ValueError(f"align_corners applies to bicubic and bilinear resizing, not {self.kernel}")
         if self.crop_size is not None and (not self.crop or self.crop_size > self.size):
             raise ValueError(f"crop_size {self.crop_size} needs crop on and at most size {self.size}")
+        for name, side in (("size", self.size), ("crop_size", self.crop_size)):
+            if side is not None and (isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= MAX_SIDE):
+                raise ValueError(f"{name} {side!r} is not a whole number of pixels from 1 to {MAX_SIDE}")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ValueError(f"{name} must be three finite numbers (R, G, B), got {values!r}")
         if min(self.std) <= 0:
             raise ValueError(f"std must be positive, got {self.std}")
 

@@ -68,11 +68,11 @@ def check_weights(folder: Path) -> list[Path]:
                             f"pickles, which can run code; {CONVERT_HINT}")
         raise UserError(f"{folder} has no weights (*.safetensors); {RESTORE}")
     for entry in entries:
-        _check_safetensors(entry)
+        check_safetensors(entry)
     return entries
 
 
-def _check_safetensors(path: Path) -> None:
+def check_safetensors(path: Path) -> None:
     """Read the header (the tensor table, no data); truncation and non-float parameters are named."""
     try:
         with safe_open(str(path), framework="pt") as handle:
