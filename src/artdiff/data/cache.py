@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ def cached_features(dataset_dir: Path, identity: dict[str, Any], compute: Callab
     folder = Path(cache_dir) if cache_dir is not None else _default_dir(Path(dataset_dir))
     path = folder / f"features-{cache_key(dataset_dir, identity)}.safetensors"
     if path.is_file():
-        return load_file(str(path))
+        features = _read_cache(path, count)
+        if features is not None:
+            return features
     parts: dict[str, list[torch.Tensor]] = {}
     starts = range(0, count, batch_size)
     for start in progress(starts, total=len(starts), desc="cache", enabled=show_progress):
@@ -67,6 +70,20 @@ def cached_features(dataset_dir: Path, identity: dict[str, Any], compute: Callab
     with atomic_path(path) as tmp:
         save_file(features, str(tmp), metadata={"identity": json.dumps(identity, sort_keys=True, default=str)})
     return features
+
+
+def _read_cache(path: Path, count: int) -> dict[str, torch.Tensor] | None:
+    """The cached features, or None (after one line on stderr) when the file is damaged and must be rebuilt."""
+    try:
+        features = load_file(str(path))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:100]
+    else:
+        if (features or count == 0) and all(len(value) == count for value in features.values()):
+            return features
+        reason = f"it does not hold one row per image ({count})"
+    print(f"artdiff: feature cache {path} is damaged ({reason}); rebuilding it", file=sys.stderr)
+    return None
 
 
 def _default_dir(dataset_dir: Path) -> Path:

@@ -93,10 +93,25 @@ def load_judge(directory: Path, *, device: str | torch.device = "cpu") -> Judge:
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     if not config_path.is_file() or not weights_path.is_file():
         raise UserError(f"{directory} is not a judge directory (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-    config = json.loads(config_path.read_text())
-    if config.pop("kind", None) != "judge":
+    fix = "retrain it with `artdiff train judge` or point to another judge folder"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{config_path} is not valid JSON ({error}); {fix}") from None
+    if not isinstance(config, dict) or config.pop("kind", None) != "judge":
         raise UserError(f"{config_path} does not describe a judge")
-    config["widths"] = tuple(config["widths"])
-    judge = Judge(JudgeSpec(**config))
-    judge.load_state_dict(load_file(str(weights_path)))
+    try:
+        config["widths"] = tuple(config.get("widths", JudgeSpec.widths))
+        judge = Judge(JudgeSpec(**config))
+    except (TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"{config_path} is not a judge config ({str(error).splitlines()[0]}); {fix}") from None
+    try:
+        weights = load_file(str(weights_path))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own types for damaged files
+        raise UserError(f"{weights_path} is damaged ({str(error).splitlines()[0] if str(error) else 'unreadable'}); "
+                        f"{fix}") from None
+    try:
+        judge.load_state_dict(weights)
+    except RuntimeError:
+        raise UserError(f"{weights_path} does not match {config_path} (other labels or sizes); {fix}") from None
     return judge.to(device).eval()
