@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from artdiff.config import option
 from artdiff.data.synthetic import SynthConfig, generate_dataset
+from artdiff.errors import UserError
 from artdiff.evaluate.model_eval import ModelEvalConfig, evaluate_model
 from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
 from artdiff.train.encoder import EncoderTrainConfig, train_encoder
@@ -60,9 +61,41 @@ class QuickstartResult:
         return {"out": str(self.out), "model": str(self.model), "seconds": self.seconds, "evaluation": self.evaluation}
 
 
+# Options that do not change what the stages make: a run may continue with other values of these.
+FREE_OPTIONS = ("out", "progress")
+OPTIONS_NAME = "quickstart-options.json"
+
+
+def _check_options(cfg: QuickstartConfig) -> None:
+    """Record the options in OUT, or refuse to continue a folder started with others (as a resumed run is)."""
+    current = {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items() if k not in FREE_OPTIONS}
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise UserError(f"--train {cfg.out} is a file; choose a folder for the quickstart")
+    previous = (read_json(cfg.out / OPTIONS_NAME) or {}).get("options") or \
+        (read_json(cfg.out / "quickstart.json") or {}).get("config")  # a run finished by an earlier artdiff
+    if isinstance(previous, dict):
+        changed = sorted(k for k in set(previous) | set(current)
+                         if k not in FREE_OPTIONS and previous.get(k) != current.get(k))
+        if changed:
+            raise UserError(f"{cfg.out} holds a quickstart made with other options ({', '.join(changed)}); run it "
+                            "with the same options to continue, or choose a new --train folder")
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg.out / OPTIONS_NAME, {"options": current})
+
+
+def read_json(path: Path) -> dict | None:
+    """A small JSON record, or None when it is missing or unreadable (then nothing is known about the run)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     """Run the stages in order, each skipped when its output is already complete."""
     out, tiny = cfg.out, cfg.scale == "tiny"
+    _check_options(cfg)
     seconds: dict[str, float] = {}
     common = {"seed": cfg.seed, "progress": cfg.progress}
 
