@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from diffusers import StableDiffusionPipeline
 from transformers import CLIPTokenizer
 
 from artdiff.errors import UserError
@@ -81,20 +82,29 @@ def test_unweighted_short_prompt_is_bit_identical_to_diffusers(pipe, prompt):
     assert got.shape == expected.shape == (1, 77, 32) and torch.equal(got, expected)
 
 
-def test_clip_skip_two_is_diffusers_clip_skip_one(pipe):
+@pytest.mark.parametrize("clip_skip", [1, 2])
+def test_clip_skip_n_is_diffusers_encode_prompt_clip_skip_n_minus_1(pipe, clip_skip):
     prompt = "watercolor cat sitting on a chair"
-    # diffusers' encode_prompt(clip_skip=1), written out: its own call reaches for `.text_model`, which
-    # transformers 5's CLIPTextModel no longer has.
-    ids = pipe.tokenizer(prompt, padding="max_length", max_length=77, return_tensors="pt").input_ids
-    hidden = pipe.text_encoder(ids, output_hidden_states=True).hidden_states
-    expected = pipe.text_encoder.final_layer_norm(hidden[-(1 + 1)])
-    got = encode_weighted(pipe.text_encoder, tokenize_weighted(pipe.tokenizer, prompt), clip_skip=2)
-    assert torch.equal(got, expected)
-    assert not torch.equal(got, encode_weighted(pipe.text_encoder, tokenize_weighted(pipe.tokenizer, prompt)))
-    with pytest.raises(UserError, match="clip skip"):
-        encode_weighted(pipe.text_encoder, tokenize_weighted(pipe.tokenizer, prompt), clip_skip=0)
-    with pytest.raises(UserError, match="clip skip 4 is deeper than this text encoder's 2 layers"):
-        encode_weighted(pipe.text_encoder, tokenize_weighted(pipe.tokenizer, prompt), clip_skip=4)
+    text_encoder = copy.deepcopy(pipe.text_encoder)
+    # diffusers' encode_prompt reaches for `.text_model.final_layer_norm`, which transformers 5 flattened into
+    # CLIPTextModel; a plain attribute (not a registered submodule) lets its own code run unchanged.
+    if not hasattr(text_encoder, "text_model"):
+        object.__setattr__(text_encoder, "text_model", text_encoder)
+    reference = StableDiffusionPipeline(**(pipe.components | {"text_encoder": text_encoder}))
+    expected = reference.encode_prompt(prompt, device="cpu", num_images_per_prompt=1,
+                                       do_classifier_free_guidance=True, negative_prompt="dark",
+                                       clip_skip=None if clip_skip == 1 else clip_skip - 1)
+    got = encode_prompt_pair(pipe.text_encoder, pipe.tokenizer, prompt, "dark", clip_skip=clip_skip)
+    assert torch.equal(got[0], expected[0])
+    if clip_skip > 1:
+        assert not torch.equal(got[0], encode_prompt_pair(pipe.text_encoder, pipe.tokenizer, prompt, "dark")[0])
+
+
+@pytest.mark.parametrize("clip_skip", [0, -1, 3, 2.0, True])
+def test_a_clip_skip_outside_the_layers_is_one_user_error(pipe, clip_skip):
+    # The tiny encoder has 2 layers: 3 would be the token embeddings with no layer run at all.
+    with pytest.raises(UserError, match=r"--clip-skip .*from 1 .* to 2 \(this text encoder's layer count\)"):
+        encode_prompt_pair(pipe.text_encoder, pipe.tokenizer, "a cat", "", clip_skip=clip_skip)
 
 
 def test_empty_prompt_is_one_chunk_of_bos_eos_padding(tokenizer):
@@ -183,7 +193,8 @@ def test_weights_scale_token_vectors_then_restore_the_mean(pipe, tokenizer):
 
 
 def test_the_pair_is_padded_to_the_same_number_of_chunks(pipe, tokenizer):
-    long = " ".join(["lighthouse by the sea"] * 15)  # 105 tokens
+    long = " ".join(["cat"] * 105)  # 105 tokens
+    assert len(ids_of(tokenizer, long)) == 105
     assert len(tokenize_weighted(tokenizer, long)) == 2
     cond, uncond = encode_prompt_pair(pipe.text_encoder, tokenizer, long, "dark, moody")
     assert cond.shape == uncond.shape == (1, 154, 32)

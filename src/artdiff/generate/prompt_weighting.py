@@ -144,22 +144,27 @@ def empty_chunk(tokenizer: Any, *, chunk_length: int = 75) -> PromptChunk:
     return _chunk(tokenizer, [], [], chunk_length)
 
 
+def check_clip_skip(text_encoder: Any, clip_skip: int) -> None:
+    """Refuse a clip skip that is not a whole number from 1 (the last layer) to the encoder's layer count."""
+    layers = text_encoder.config.num_hidden_layers
+    if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or not 1 <= clip_skip <= layers:
+        # N = layers still runs the first layer; N = layers + 1 would be the token embeddings alone.
+        raise UserError(f"--clip-skip {clip_skip}: give a whole number from 1 (the last layer, A1111's default) "
+                        f"to {layers} (this text encoder's layer count)")
+
+
 def encode_weighted(text_encoder: Any, chunks: list[PromptChunk], *, clip_skip: int = 1) -> torch.Tensor:
     """Encode each chunk, weight its token vectors and restore its mean (A1111 EmphasisOriginal); (1, 77*k, D).
 
     clip_skip counts as A1111's "Clip skip": 1 is the last layer, 2 the one before it (diffusers' clip_skip=1).
     """
-    if clip_skip < 1:
-        raise UserError(f"clip skip must be 1 or more (1 = the last layer), got {clip_skip}")
+    check_clip_skip(text_encoder, clip_skip)
     device = text_encoder.get_input_embeddings().weight.device
     zs = []
     for chunk in chunks:
         ids = torch.tensor([chunk.ids], dtype=torch.long, device=device)  # (1, 77)
         out = text_encoder(input_ids=ids, output_hidden_states=clip_skip > 1)
         if clip_skip > 1:
-            if clip_skip > len(out.hidden_states):
-                raise UserError(f"clip skip {clip_skip} is deeper than this text encoder's "
-                                f"{len(out.hidden_states) - 1} layers")
             # transformers 5 puts final_layer_norm on CLIPTextModel itself; 4.x on its .text_model.
             final_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
             z = final_norm(out.hidden_states[-clip_skip])

@@ -56,6 +56,11 @@ class AppliedLora:
     text_encoder_layers: int
     base_model_hash: str | None = None  # from an artdiff LoRA folder's artdiff.json
 
+    @property
+    def infotext_name(self) -> str:
+        """The name for infotext's `Lora hashes`, sanitised as A1111 does."""
+        return a1111_lora_name(self.name)
+
     def to_json(self) -> dict[str, Any]:
         """Plain data for the JSON sidecar."""
         return {"file": str(self.path), "name": self.name, "hash": self.hash, "scale": self.scale,
@@ -140,6 +145,14 @@ def display_name(path: Path) -> str:
         return path.stem
     folder = path.resolve().parent
     return folder.parent.name if folder.name == "model" and folder.parent.name else folder.name
+
+
+def a1111_lora_name(name: str) -> str:
+    """A LoRA's name as A1111 writes it in `Lora hashes`: ':' and ',' removed (extra_networks_lora.remove_symbols)."""
+    return name.translate(_REMOVE_SYMBOLS)
+
+
+_REMOVE_SYMBOLS = str.maketrans(dict.fromkeys(":,"))
 
 
 def _base_model_hash(path: Path) -> str | None:

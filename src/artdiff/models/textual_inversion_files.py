@@ -7,6 +7,7 @@ diffusers' `TextualInversionLoaderMixin.load_textual_inversion`.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 from dataclasses import dataclass
@@ -145,6 +146,25 @@ def _int_or_none(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
     return None
+
+
+# --- infotext (A1111 `TI hashes`) ------------------------------------------------------------------------
+
+
+def a1111_embedding_name(path: Path) -> str:
+    """The name A1111 gives an embedding file in `TI hashes`: the file stem, ':' and ',' removed."""
+    # A1111 names .pt/.bin/.safetensors embeddings by file name (not the stored "name"); sd_hijack_clip
+    # strips the two characters that would break the "name: hash, ..." list.
+    return Path(path).stem.replace(":", "").replace(",", "")
+
+
+def a1111_embedding_hash(path: Path) -> str:
+    """A1111's embedding short hash: the first 12 hex digits of the whole file's sha256 (Embedding.set_hash)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 # --- writing ---------------------------------------------------------------------------------------------
