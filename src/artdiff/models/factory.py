@@ -73,8 +73,9 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Silence the libraries while they read a local folder: per-tensor bars, load reports and advice are noise.
+def _quiet_library() -> Iterator[None]:
+    """Silence the libraries while they read or write a local folder: per-tensor and shard bars, load reports and
+    advice are noise.
 
     Errors still surface as exceptions, which _from_pretrained turns into one line; the user's own use of the
     libraries outside this block keeps their settings.
@@ -116,7 +117,7 @@ def _from_pretrained(cls: Any, path: Path, **kwargs: Any) -> Any:
         for file in sorted(path.glob("*.json")):
             weights_files.read_json_file(file)
     try:
-        with _quiet_loading():
+        with _quiet_library():
             loaded = cls.from_pretrained(path, local_files_only=True, **kwargs,
                                          **({"output_loading_info": True} if is_model else {}))
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
@@ -169,6 +170,10 @@ def load_text_encoder(path: Path, *, device: str | torch.device = "cpu", dtype: 
 def find_tokenizer_dir(path: Path) -> Path | None:
     """Return the folder holding a CLIP tokenizer: the model folder itself, or its tokenizer/ subfolder."""
     for folder in (path, path / "tokenizer"):
+        for name in ("vocab.json", "merges.txt", "tokenizer.json"):
+            if (folder / name).is_dir():
+                raise UserError(f"{folder / name} is a folder where a tokenizer file is expected; "
+                                f"{weights_files.RESTORE}")
         bpe_files = all((folder / name).is_file() for name in ("vocab.json", "merges.txt"))
         if bpe_files or (folder / "tokenizer.json").is_file():
             return folder
@@ -203,7 +208,8 @@ def save_pretrained_dir(model: PreTrainedModel, path: str | Path) -> Path:
     """Save a transformers model (config.json + model.safetensors) into a folder."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
+    with _quiet_library():
+        model.save_pretrained(path)
     return path
 
 
@@ -248,7 +254,8 @@ def save_diffusers_model(model: Any, path: str | Path, *, info: dict[str, Any] |
     final = Path(path)
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    with _quiet_library():
+        model.save_pretrained(tmp, safe_serialization=True)
     if info is not None:
         write_artdiff_json(tmp, info)
     shutil.rmtree(final, ignore_errors=True)
@@ -294,9 +301,14 @@ def _single_file_part(build: Any, part: str, source: Path, config_dir: Path) -> 
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     try:
-        module = build()
-    except (SingleFileComponentError, ValueError, KeyError, OSError, RuntimeError) as error:
+        with _quiet_library():
+            module = build()
+    except (SingleFileComponentError, ValueError, KeyError, OSError, RuntimeError, NotImplementedError,
+            IndexError, TypeError) as error:
         text = str(getattr(error, "message", None) or error).strip()
+        if "meta tensor" in text:  # diffusers moved a module some of whose tensors the file lacks
+            raise UserError(f"{source} lacks some of the {part}'s weights; it is not a complete Stable Diffusion "
+                            "checkpoint (or pass --model-config with the configs it was made for)") from None
         shapes = re.search(r"(\S+) expected shape torch.Size\((\[.*?\])\), but got torch.Size\((\[.*?\])\)", text)
         reason = (f"{shapes[1]} is {shapes[3]} in the file, {shapes[2]} in the config" if shapes
                   else text.splitlines()[0][:200] if text else type(error).__name__)
@@ -340,7 +352,8 @@ def save_lora_weights(path: str | Path, *, unet_layers: dict[str, torch.Tensor],
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
     folder = Path(path)
-    StableDiffusionLoraLoaderMixin.save_lora_weights(folder, unet_lora_layers=unet_layers,
-                                                     text_encoder_lora_layers=text_encoder_layers or None,
-                                                     safe_serialization=True)
+    with _quiet_library():
+        StableDiffusionLoraLoaderMixin.save_lora_weights(folder, unet_lora_layers=unet_layers,
+                                                         text_encoder_lora_layers=text_encoder_layers or None,
+                                                         safe_serialization=True)
     return folder

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from artdiff.errors import UserError
-from artdiff.models import factory
+from artdiff.models import config_limits, factory
+from artdiff.models.weights_files import INT_BUFFERS
 
 Family = Literal["sd1", "sd2"]
 SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
@@ -69,15 +71,25 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {key: value for key, value in data.items() if isinstance(key, str) and torch.is_tensor(value)}
 
 
-def sd_parts(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Only the UNet, VAE and text-encoder tensors: EMA copies (model_ema.*) and schedule buffers are not used."""
-    return {key: value for key, value in state.items() if key.startswith(PARTS)}
+def sd_parts(state: dict[str, torch.Tensor], path: Path | None = None) -> dict[str, torch.Tensor]:
+    """Only the UNet, VAE and text-encoder tensors: EMA copies (model_ema.*) and schedule buffers are not used.
+
+    A part's weight stored as integers would be cast silently into a wrong model, so it is refused.
+    """
+    parts = {key: value for key, value in state.items() if key.startswith(PARTS)}
+    for key, value in parts.items():
+        if not value.is_floating_point() and not key.endswith(INT_BUFFERS):
+            raise UserError(f"{path or 'the checkpoint'} stores {key} as {value.dtype}, but model weights are "
+                            "floating point; the file is damaged or not a Stable Diffusion checkpoint")
+    return parts
 
 
 def _torch_load(path: Path) -> Any:
     mmap = zipfile.is_zipfile(path)  # only zip-format files can be memory-mapped
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the safe unpickler decides
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         needs = re.search(r"GLOBAL ([\w.]+)", str(error))  # a class or function the pickle would import and call
         if needs is None:
@@ -103,6 +115,9 @@ def detect_family(state: dict[str, torch.Tensor], path: Path) -> Family:
         example = next(iter(state), "none")
         raise UserError(f"{path} is not a Stable Diffusion 1.x/2.x checkpoint in the original layout (no "
                         f"model.diffusion_model.* text-to-image UNet; first key: {example})")
+    if state[UNET_IN].ndim != 4:
+        raise UserError(f"{path}: {UNET_IN} has shape {list(state[UNET_IN].shape)}, not that of a convolution "
+                        "(out, in, 3, 3); the file is damaged or not a Stable Diffusion checkpoint")
     channels = state[UNET_IN].shape[1]
     if channels != 4:
         kind = {9: "an inpainting", 8: "an instruct-pix2pix"}.get(channels, f"a {channels}-channel")
@@ -143,6 +158,8 @@ def config_dir(config: str | None, family: Family) -> tuple[Path, bool]:
         if not (folder / part / "config.json").is_file():
             raise UserError(f"--model-config {folder} has no {part}/config.json; pass a diffusers Stable Diffusion "
                             f"folder or one of {', '.join(SHIPPED)}")
+        file = folder / part / "config.json"
+        config_limits.check_config(factory.read_json(file) or {}, where=str(file))
     return folder, False
 
 

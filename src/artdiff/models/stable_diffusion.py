@@ -119,7 +119,7 @@ def _load_single_file(path: Path, *, config: str | None, tokenizer: str | None, 
     """
     state = single_file.read_state_dict(path)
     family = single_file.detect_family(state, path)
-    state = single_file.normalize_keys(single_file.sd_parts(state))
+    state = single_file.normalize_keys(single_file.sd_parts(state, path))
     configs, chosen = single_file.config_dir(config, family)
     tokenizer_dir = single_file.find_tokenizer(tokenizer, configs, family, path)
     probe = chosen and family == "sd2"

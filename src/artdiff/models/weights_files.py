@@ -74,6 +74,8 @@ def check_weights(folder: Path) -> list[Path]:
 
 def check_safetensors(path: Path) -> None:
     """Read the header (the tensor table, no data); truncation and non-float parameters are named."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder where a weights file is expected; {RESTORE}")
     try:
         with safe_open(str(path), framework="pt") as handle:
             for key in handle.keys():
