@@ -63,12 +63,6 @@ def test_parse_prompt_attention_follows_a1111(text, expected):
     assert parse_prompt_attention(text) == expected
 
 
-def test_break_inside_brackets_stays_a_break():
-    # A1111 multiplies its marker to -1.1 and then encodes the word "break"; artdiff keeps the break.
-    assert parse_prompt_attention("(a BREAK b)") == [("a", 1.1), BREAK, ("b", 1.1)]
-    assert parse_prompt_attention("(x BREAK:-1)") == [("x", -1.0), BREAK, ("", -1.0)]  # and never merges
-
-
 def test_a_malformed_weight_is_one_user_error():
     with pytest.raises(UserError, match="malformed weight '1.2.3'"):
         parse_prompt_attention("(a:1.2.3)")
