@@ -159,3 +159,75 @@ def test_a_signal_during_imports_at_exit_or_during_clean_up_is_one_line_and_exit
                          timeout=60)
     assert out.returncode == 130, (out.returncode, out.stderr)
     assert out.stderr.strip().splitlines() == ["artdiff fake: interrupted"], out.stderr
+
+
+def _surrogate_error() -> UnicodeEncodeError:
+    try:
+        "a prompt \udcff".encode()
+    except UnicodeEncodeError as error:
+        return error
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("error, expected", [
+    (OSError(28, "No space left on device", "/tmp/artdiff-out/x.png"),
+     "no space left on the device of / (writing /tmp/artdiff-out/x.png)"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+                  "allocate 147456000000 bytes"), "out of memory: ask for less at once: a smaller image (--size"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"), "--batch-size"),
+    (MemoryError(), "out of memory"),
+    (_surrogate_error(), r"an argument holds bytes that are not UTF-8 (e.g. '\udcff')"),
+])
+def test_resource_and_encoding_errors_are_one_line_user_errors(error, expected, tmp_path, capsys, monkeypatch):
+    from artdiff.cli import main as cli
+
+    module = type(sys)("failing_command")
+    module.add_parser = lambda subparsers: subparsers.add_parser("failing")
+    module.run = lambda args: (_ for _ in ()).throw(error)
+    monkeypatch.setitem(sys.modules, "failing_command", module)
+    monkeypatch.setitem(cli.COMMANDS, "failing", ("failing_command", "raises"))
+    assert cli.main(["failing"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and "bug in artdiff" not in err, err
+
+
+def test_a_training_run_stands_for_its_model(tmp_path, capsys):
+    import shutil
+
+    from artdiff.models.factory import resolve_model_dir
+    from artdiff.utils.assets import SHIPPED_MODEL
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("steps: 1\n")
+    assert main_code(["generate", "x", "--model", str(run), "--out", str(tmp_path / "o")]) == 2
+    assert "training run without a finished model" in capsys.readouterr().err
+    shutil.copytree(SHIPPED_MODEL, run / "model")
+    assert resolve_model_dir(run) == run / "model"
+    from artdiff.generate.any_model import model_kind
+
+    assert model_kind(str(run)) == "embedding-ldm"  # every loader starts from resolve_model_dir
+
+
+def main_code(argv: list[str]) -> int:
+    from artdiff.cli.main import main
+
+    return main(argv)
+
+
+def test_convert_refuses_a_dataset_and_demo_a_missing_artworks_folder(tmp_path, capsys, monkeypatch):
+    from artdiff.cli import demo
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "manifest.jsonl").write_text('{"image": "images/a.png", "caption": "a"}\n')
+    assert main_code(["convert", str(data), str(tmp_path / "out")]) == 2
+    assert "is a dataset (it has manifest.jsonl), not a model directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main_code(["demo", "--artworks", str(tmp_path / "nope"), "--out", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err and not (tmp_path / "demo").exists()
+    monkeypatch.setattr(demo, "MAKEFILE_ARTWORKS", tmp_path / "shared-artworks")  # what `make demo` passes
+    assert main_code(["demo", "--artworks", str(tmp_path / "shared-artworks"), "--out", str(tmp_path / "demo"),
+                      "--size", "32", "--no-gallery"]) == 0
+    assert "uses a generated procedural art set" in capsys.readouterr().err

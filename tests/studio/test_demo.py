@@ -1,8 +1,10 @@
 """The demo prepares a folder of paintings and writes a contact sheet a person can open."""
 
+import pytest
 from PIL import Image
 
 from artdiff.cli.main import main
+from artdiff.errors import UserError
 from artdiff.studio.contact_sheet import contact_sheet, label_lines
 from artdiff.studio.demo import DemoConfig, run_demo
 
@@ -35,8 +37,10 @@ def test_contact_sheet_grid(tmp_path):
 
 
 def test_demo_without_paintings_uses_the_procedural_set(tmp_path):
-    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "absent", size=32, progress=False,
-                                 gallery=False))
+    with pytest.raises(UserError, match="absent does not exist"):  # a folder asked for must be there
+        run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "absent", size=32, progress=False))
+    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "absent", artworks_optional=True,
+                                 size=32, progress=False, gallery=False))
     records = [r for r in result.dataset.dst.joinpath("manifest.jsonl").read_text().splitlines()]
     assert result.dataset.outputs == 24 and len(records) == 24
     assert '"caption_source": "metadata"' in records[0]  # the synthetic captions came along

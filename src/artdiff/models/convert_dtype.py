@@ -55,6 +55,15 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
         raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if not source.is_dir():
         raise UserError(f"{source} is not a model directory")
+    from artdiff.models.factory import resolve_model_dir
+
+    source = resolve_model_dir(source)  # a training run stands for its model/
+    if (source / "manifest.jsonl").is_file():
+        raise UserError(f"{source} is a dataset (it has manifest.jsonl), not a model directory; pass the folder "
+                        "of a trained or downloaded model")
+    if not any(source.rglob("*.safetensors")):
+        raise UserError(f"{source} holds no *.safetensors weights, so it is not a model directory artdiff can "
+                        "convert")
     if out.resolve() == source.resolve():
         raise UserError("the output must be a new folder, not the model itself")
     tmp = out.with_name(f".{out.name}.tmp")

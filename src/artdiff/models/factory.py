@@ -45,7 +45,7 @@ def resolve_model_dir(path_or_hub_id: str | Path, *, cache_dir: str | Path | Non
     """Return a local model folder: the path itself, or the hub id's snapshot in the Hugging Face cache."""
     path = Path(path_or_hub_id).expanduser()
     if path.is_dir():
-        return path
+        return _model_of_run(path)
     if path.exists():
         raise UserError(f"{path} is a file; pass the model folder that holds config.json")
     name = str(path_or_hub_id)
@@ -63,6 +63,18 @@ def resolve_model_dir(path_or_hub_id: str | Path, *, cache_dir: str | Path | Non
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
         raise UserError(f"no folder {name}, and model {name} is not in the local Hugging Face cache nor "
                         f"downloadable ({type(error).__name__}); pass a local folder") from None
+
+
+def _model_of_run(path: Path) -> Path:
+    """A training run folder (config.yaml, checkpoints/) stands for its model/; any other folder for itself."""
+    describes_itself = any((path / name).exists() for name in ("artdiff.json", "model_index.json", "config.json"))
+    is_run = (path / "config.yaml").is_file() or (path / "checkpoints").is_dir()
+    if describes_itself or not is_run:
+        return path
+    if (path / "model").is_dir():
+        return path / "model"
+    raise UserError(f"{path} is a training run without a finished model (no {path / 'model'}/); let the training "
+                    "finish or resume it, or pass a model folder")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from artdiff.data.manifest import read_manifest
 from artdiff.data.prepare import PrepareResult, prepare_folder
 from artdiff.data.prepare_config import PrepareConfig
+from artdiff.errors import UserError
 from artdiff.studio.contact_sheet import contact_sheet
 from artdiff.studio.gallery import make_gallery, painting_files
 from artdiff.utils.assets import SHIPPED_MODEL
@@ -24,6 +25,7 @@ class DemoConfig:
 
     out: Path = Path("outputs/demo")
     artworks: Path | None = None  # a folder of paintings; without one, a procedural set is generated
+    artworks_optional: bool = False  # a missing `artworks` folder falls back to the procedural set (make demo)
     size: int = 256
     progress: bool = True
     model: str | None = None  # an embedding-ldm for the gallery; default: the shipped artdiff-mini if present
@@ -45,6 +47,10 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     """Prepare the paintings (or a generated set) and write a contact sheet of the dataset."""
     out = Path(cfg.out)
     metadata = None
+    if cfg.artworks and not Path(cfg.artworks).is_dir() and not cfg.artworks_optional:
+        what = "is a file, not a folder" if Path(cfg.artworks).exists() else "does not exist"
+        raise UserError(f"--artworks {cfg.artworks} {what}; pass a folder of paintings, or leave --artworks out "
+                        "for a generated procedural set")
     if cfg.artworks and Path(cfg.artworks).is_dir():
         source = Path(cfg.artworks)
     else:
