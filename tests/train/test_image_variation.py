@@ -126,7 +126,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(parts, tmp_path, no_sample
 
 
 def test_cli_trains_through_main(parts, tmp_path, capsys, monkeypatch, no_samples):
-    monkeypatch.setitem(METHODS, "image-variation", ("artdiff.train.image_variation", "ImageVariationConfig",
+    monkeypatch.setitem(METHODS, "image-variation", ("artdiff.train.image_variation",
+                                                     "artdiff.train.image_variation_config", "ImageVariationConfig",
                                                      "train_image_variation", "image variations"))
     code = main(["train", "image-variation", "--data", str(parts["data"]), "--init", str(parts["sd"]),
                  "--image-encoder", str(parts["vision32"]), "--stage", "full", "--size", "16", "--batch-size", "2",

@@ -10,14 +10,12 @@ zero vector with probability --cond-dropout so classifier-free guidance works.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from artdiff.config import option, to_dict
+from artdiff.config import to_dict
 from artdiff.core.schedules import alphas_cumprod, ddpm_betas
 from artdiff.data.cache import cached_features, fingerprint_folder
 from artdiff.data.dataset import ImageDataset
@@ -28,41 +26,12 @@ from artdiff.models.embedding_ldm import build_embedding_unet, unet_preset
 from artdiff.models.encoders import load_encoder
 from artdiff.models.latents import Latents
 from artdiff.models.model_info import ModelInfo
+from artdiff.train.embedding_ldm_config import EmbeddingLDMConfig  # noqa: F401 - the options live there, for a fast --help
 from artdiff.train.loop import LoopResult, run_training
-from artdiff.train.loop_config import LoopConfig
 from artdiff.utils.assets import SHIPPED_ENCODER
 
 DISCRETE = {"type": "discrete", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
             "num_train_timesteps": 1000}
-
-
-@dataclass
-class EmbeddingLDMConfig(LoopConfig):
-    """The CCLD recipe; the loop's options come with it."""
-
-    data: Path = option(Path("data"), "dataset folder (images + manifest.jsonl); captions only for --condition text",
-                        cli=False)
-    encoder: str | None = option(None, "joint encoder folder or hub id (default: the shipped CLOOB encoder)")
-    vae: Path | None = option(None, "autoencoder folder from `artdiff train vae` (required unless --init has one)")
-    init: Path | None = option(None, "fine-tune this embedding-ldm model directory instead of starting fresh")
-    preset: str = option("mini", "UNet size: tiny, mini, student-105m, ccld-1.2b")
-    size: int = option(64, "training image side in pixels")
-    condition: Literal["image", "text", "mixed"] = option("image", "condition on image embeddings (caption-free), "
-                                                                   "caption embeddings, or either at random")
-    cond_dropout: float = option(0.2, "probability of the null (zero) condition, for classifier-free guidance")
-    objective: Literal["v", "eps"] = option("v", "what the UNet predicts")
-    schedule: Literal["discrete", "cosine"] = option("cosine", "DDPM timesteps (SD's scaled-linear betas) or "
-                                                               "v-diffusion's continuous cosine")
-    lr: float = option(2e-4, "peak learning rate (AdamW)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.data = Path(self.data)
-        unet_preset(self.preset)
-        if not 0 <= self.cond_dropout < 1:
-            raise ValueError("--cond-dropout must be in [0, 1)")
-        if self.vae is None and self.init is None:
-            raise ValueError("--vae is required (train one with `artdiff train vae`), or --init a model that has one")
 
 
 class EmbeddingLDMTask:

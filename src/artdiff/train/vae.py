@@ -6,14 +6,13 @@ written into artdiff.json and the diffusers config's scaling_factor, so decoding
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from artdiff.config import option, to_dict
+from artdiff.config import to_dict
 from artdiff.data.dataset import ImageDataset
 from artdiff.models.discriminator import PatchDiscriminator
 from artdiff.models.factory import save_diffusers_model
@@ -21,29 +20,7 @@ from artdiff.models.latents import measure_latent_scale
 from artdiff.models.model_info import ModelInfo
 from artdiff.models.vae_specs import build_vae, vae_preset
 from artdiff.train.loop import LoopResult, run_training
-from artdiff.train.loop_config import LoopConfig
-
-
-@dataclass
-class VaeTrainConfig(LoopConfig):
-    """The autoencoder recipe; the loop's options come with it."""
-
-    data: Path = option(Path("data"), "dataset folder (images + manifest.jsonl)", cli=False)
-    preset: str = option("mini", "architecture: tiny, mini or sd")
-    size: int = option(64, "training image side in pixels")
-    kl_weight: float = option(1e-6, "weight of the KL term (small: a near-deterministic autoencoder, as in SD)")
-    adversarial_weight: float = option(0.0, "weight of the patch-adversarial term (0 disables it)")
-    adversarial_start: int = option(0, "step at which the adversarial term starts")
-    scale_images: int = option(512, "images encoded to measure the latent scale")
-    lr: float = option(4.5e-4, "peak learning rate (AdamW)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.data = Path(self.data)
-        vae_preset(self.preset)  # a clear error for an unknown name
-        factor = vae_preset(self.preset).downsample_factor
-        if self.size % factor:
-            raise ValueError(f"--size must be a multiple of {factor} for preset {self.preset}")
+from artdiff.train.vae_config import VaeTrainConfig  # noqa: F401 - the options live there, for a fast --help
 
 
 class VaeTask:
