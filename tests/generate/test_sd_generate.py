@@ -67,16 +67,16 @@ def test_guidance_rescale_matches_the_diffusers_pipeline(sd_dir):
 def test_generate_writes_pngs_equal_to_the_pipeline_and_seeds_are_batch_independent(sd_dir, tmp_path):
     options = dict(prompts=["a (painting:1.2) of a cat"], model=str(sd_dir), steps=4, sampler="ddim", size=16,
                    negative="sketch")
-    generate(GenerateOptions(**options, n=3, seed=10, out=tmp_path / "three"))
+    generate(GenerateOptions(**options, n=3, seed=10, batch_size=3, out=tmp_path / "three"))
     generate(GenerateOptions(**options, n=1, seed=11, out=tmp_path / "one"))
-    alone = np.array(Image.open(tmp_path / "one" / "000011.png"))
-    in_batch = np.array(Image.open(tmp_path / "three" / "000011.png"))
+    alone = np.array(Image.open(tmp_path / "one" / "00000-11.png"))
+    in_batch = np.array(Image.open(tmp_path / "three" / "00001-11.png"))
     # batched kernels may round a value differently; anything beyond one 8-bit level would be a seeding bug
     assert np.abs(alone.astype(int) - in_batch.astype(int)).max() <= 1
-    sidecar = json.loads((tmp_path / "one" / "000011.json").read_text())
+    sidecar = json.loads((tmp_path / "one" / "00000-11.json").read_text())
     assert sidecar["kind"] == "stable-diffusion" and sidecar["seed"] == 11
-    parameters = Image.open(tmp_path / "one" / "000011.png").text["parameters"]
-    assert parameters.startswith("a (painting:1.2) of a cat\nNegative prompt: sketch\nSteps: 4, Sampler: ddim")
+    parameters = Image.open(tmp_path / "one" / "00000-11.png").text["parameters"]
+    assert parameters.startswith("a (painting:1.2) of a cat\nNegative prompt: sketch\nSteps: 4, Sampler: DDIM")
 
 
 def test_init_image_strength_zero_keeps_the_image_and_more_strength_repaints(sd_dir, tmp_path):
@@ -84,11 +84,11 @@ def test_init_image_strength_zero_keeps_the_image_and_more_strength_repaints(sd_
     source[:, :8] = 255
     Image.fromarray(source).save(tmp_path / "init.png")
     common = dict(prompts=["a cat"], model=str(sd_dir), steps=10, sampler="euler", size=16, n=1,
-                  init_image=str(tmp_path / "init.png"))
+                  init_image=str(tmp_path / "init.png"), seed=0)
     generate(GenerateOptions(**common, strength=0.0, out=tmp_path / "none"))
     generate(GenerateOptions(**common, strength=0.5, out=tmp_path / "half"))
-    kept = np.array(Image.open(tmp_path / "none" / "000000.png")).astype(float)
-    half = np.array(Image.open(tmp_path / "half" / "000000.png")).astype(float)
+    kept = np.array(Image.open(tmp_path / "none" / "00000-0.png")).astype(float)
+    half = np.array(Image.open(tmp_path / "half" / "00000-0.png")).astype(float)
     # the tiny VAE is random, so compare with its own reconstruction of the init image
     model = load_stable_diffusion(sd_dir)
     pixels = torch.from_numpy(source).permute(2, 0, 1)[None].float() / 255
@@ -100,14 +100,14 @@ def test_init_image_strength_zero_keeps_the_image_and_more_strength_repaints(sd_
 
 @pytest.mark.parametrize("options, message", [
     ({"size": 13}, "multiple of"),
-    ({"width": 16, "height": 0}, "multiple of"),
+    ({"width": 16, "height": 0}, "--height 0 must be a whole number from 1"),
     ({"prompts": ["a", "b"]}, "one prompt"),
     ({"images": ["x.png"]}, "--init-image"),
     ({"init_image": "missing.png"}, "does not exist"),
 ])
 def test_bad_requests_are_one_line_errors(sd_dir, tmp_path, options, message):
     request = {"prompts": ["a cat"], "model": str(sd_dir), "steps": 2, "n": 1, "out": tmp_path / "out", **options}
-    with pytest.raises(UserError, match=message):
+    with pytest.raises((UserError, ValueError), match=message):  # ValueError: refused as the options are built
         generate(GenerateOptions(**request))
     assert not (tmp_path / "out").exists()
 
@@ -124,10 +124,10 @@ def test_embeddings_new_token_and_override_applied_only_when_asked(sd_dir, tmp_p
                           TextualInversion("<wild>", torch.randn(3, 32), "diffusers"))
     save_a1111_safetensors(tmp_path / "sea.safetensors",
                            TextualInversion("sea", torch.randn(1, 32), "a1111-safetensors", override_word="sea"))
-    common = dict(model=str(sd_dir), steps=2, sampler="euler", size=16, n=1)
+    common = dict(model=str(sd_dir), steps=2, sampler="euler", size=16, n=1, seed=0)
     generate(GenerateOptions(prompts=["a painting by <wild>"], embeddings=[str(tmp_path / "wild.safetensors")],
                              out=tmp_path / "wild", **common))
-    sidecar = json.loads((tmp_path / "wild" / "000000.json").read_text())
+    sidecar = json.loads((tmp_path / "wild" / "00000-0.json").read_text())
     assert sidecar["prompt_used"] == "a painting by <wild> <wild>_1 <wild>_2"
     with pytest.raises(UserError, match="--apply-overrides"):
         generate(GenerateOptions(prompts=["the sea"], embeddings=[str(tmp_path / "sea.safetensors")],
@@ -135,9 +135,9 @@ def test_embeddings_new_token_and_override_applied_only_when_asked(sd_dir, tmp_p
     generate(GenerateOptions(prompts=["the sea at dusk"], negative="a cat", embeddings=[str(tmp_path / "sea.safetensors")],
                              apply_overrides=True, out=tmp_path / "sea", **common))
     assert "override 'sea'" in capsys.readouterr().err
-    sidecar = json.loads((tmp_path / "sea" / "000000.json").read_text())
+    sidecar = json.loads((tmp_path / "sea" / "00000-0.json").read_text())
     assert sidecar["embeddings"][0]["prompts_changed"] == ["the sea at dusk"]
     generate(GenerateOptions(prompts=["the sea at dusk"], negative="a cat", out=tmp_path / "base", **common))
-    base = np.array(Image.open(tmp_path / "base" / "000000.png")).astype(int)
-    overridden = np.array(Image.open(tmp_path / "sea" / "000000.png")).astype(int)
+    base = np.array(Image.open(tmp_path / "base" / "00000-0.png")).astype(int)
+    overridden = np.array(Image.open(tmp_path / "sea" / "00000-0.png")).astype(int)
     assert np.abs(base - overridden).max() > 0  # the word's rows really changed the result

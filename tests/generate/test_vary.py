@@ -86,10 +86,10 @@ def test_preprocessing_is_the_training_contract_not_the_feature_extractor(iv_dir
 def test_vary_writes_the_pipeline_images_for_the_contract_pixels_and_seeds_are_batch_independent(iv_dir, source,
                                                                                               tmp_path):
     common = dict(image=str(source), model=str(iv_dir), steps=4, sampler="ddim", size=16, cfg=3.0)
-    vary(VaryOptions(**common, n=3, seed=10, out=tmp_path / "three"))
+    vary(VaryOptions(**common, n=3, seed=10, batch_size=3, out=tmp_path / "three"))
     result = vary(VaryOptions(**common, n=1, seed=11, out=tmp_path / "one"))
-    alone = np.array(Image.open(tmp_path / "one" / "000011.png"))
-    in_batch = np.array(Image.open(tmp_path / "three" / "000011.png"))
+    alone = np.array(Image.open(tmp_path / "one" / "00000-11.png"))
+    in_batch = np.array(Image.open(tmp_path / "three" / "00001-11.png"))
     # the same noise and condition; a batch of 3 may round one float differently, so at most one 8-bit level
     assert np.abs(alone.astype(int) - in_batch).max() <= 1 and (alone != in_batch).mean() < 0.01
     model = load_image_variation(iv_dir)
@@ -97,11 +97,11 @@ def test_vary_writes_the_pipeline_images_for_the_contract_pixels_and_seeds_are_b
     assert np.abs(alone / 255 - contract[0].permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-3
     antialiased = diffusers_images(iv_dir, "ddim", Image.open(source).convert("RGB"), [11], 4, 3.0)
     assert (antialiased - contract).abs().max() > 1e-3  # the feature_extractor path is another condition
-    sidecar = json.loads((tmp_path / "one" / "000011.json").read_text())
+    sidecar = json.loads((tmp_path / "one" / "00000-11.json").read_text())
     assert sidecar["kind"] == "image-variation" and sidecar["seed"] == 11
     assert sidecar["preprocessing"]["antialias"] is False and sidecar["request"]["image"] == str(source)
     parameters = Image.open(result.paths[0]).text["parameters"]
-    assert "Steps: 4, Sampler: ddim, CFG scale: 3, Seed: 11, Size: 16x16" in parameters
+    assert "Steps: 4, Sampler: DDIM, CFG scale: 3, Seed: 11, Size: 16x16" in parameters
     assert "Variation of: source.png" in parameters
 
 
@@ -158,7 +158,7 @@ def test_cli_writes_images_and_prints_json(iv_dir, source, tmp_path, capsys, reg
                           "--sampler", "euler", "--seed", "5", "--out", str(tmp_path / "cli"), "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    assert [p.rsplit("/", 1)[1] for p in printed["images"]] == ["000005.png", "000006.png"]
+    assert [p.rsplit("/", 1)[1] for p in printed["images"]] == ["00000-5.png", "00001-6.png"]
 
 
 def test_cli_error_is_one_line(iv_dir, tmp_path, capsys, registered):

@@ -14,10 +14,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "generate", help="generate images from text, image and embedding prompts, weighted and mixed",
         description="Embedding models (artdiff-mini): prompts combine as in CCLD, uncond + cfg * sum_i w_i "
-                    "(cond_i - uncond); negative weights push away. Stable Diffusion: one prompt in A1111 syntax "
-                    "((word:1.3), longer than 77 tokens), --negative, --init-image. Image i uses seed + i. Each PNG "
-                    "carries its parameters and a JSON sidecar.")
-    parser.add_argument("prompts", nargs="*", metavar="PROMPT", help="text prompt (TEXT:WEIGHT for embedding models)")
+                    "(cond_i - uncond) with weights relative to their positive sum (so the guidance scale is --cfg; "
+                    "--raw-weights for CCLD's raw sum); negative weights push away. Stable Diffusion: one prompt in A1111 syntax "
+                    "((word:1.3), longer than 77 tokens), --negative, --init-image. Image i uses seed + i (--seed -1, "
+                    "the default, draws one). Images are NNNNN-SEED.png, numbered on in --out, never replaced; each "
+                    "carries A1111 infotext and a JSON sidecar.")
+    parser.add_argument("prompt_args", nargs="*", metavar="PROMPT",
+                        help="text prompt (TEXT:WEIGHT for embedding models; or `prompts:` in --config)")
     add_dataclass_args(parser, GenerateOptions)
     return parser
 
@@ -26,10 +29,13 @@ def run(args: argparse.Namespace) -> int:
     """Generate and print where the images are."""
     from artdiff.generate.any_model import generate
 
-    result = generate(args_to_config(GenerateOptions, args, prompts=args.prompts))
+    # Positional prompts win over `prompts:` in --config only when given (an empty list would erase the YAML's).
+    given = {"prompts": args.prompt_args} if args.prompt_args else {}
+    result = generate(args_to_config(GenerateOptions, args, **given))
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(f"generated {len(result.paths)} images in {result.seconds:.1f}s from {result.model}")
+        print(f"generated {len(result.paths)} images in {result.seconds:.1f}s from {result.model} (seed "
+              f"{result.seed}, guidance scale {result.cfg:g})")
         print(f"images: {result.paths[0].parent}")
     return 0

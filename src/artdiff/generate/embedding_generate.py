@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from artdiff import __version__
 from artdiff.data.cache import fingerprint_files
 from artdiff.errors import UserError
-from artdiff.generate.options import GenerateOptions, GenerateResult
+from artdiff.generate.options import GenerateOptions, GenerateResult, resolve_seed, sampler_eta
+from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.prompts import Prompt, parse_prompt
 from artdiff.generate.sample import sample_from_embeddings
 from artdiff.models import factory
@@ -25,7 +25,7 @@ from artdiff.models.model_info import ModelInfo
 from artdiff.models.preprocessing import Preprocessing
 from artdiff.utils.assets import SHIPPED_MODEL, shipped
 from artdiff.utils.images import ImageReadError, decode_rgb
-from artdiff.utils.pngmeta import infotext, save_png_with_metadata
+from artdiff.utils.pngmeta import infotext, model_display_name, sampling_fields
 
 
 @dataclass
@@ -108,39 +108,82 @@ def build_prompt_set(model: EmbeddingModel, prompts: list[Prompt]) -> list[tuple
     return terms
 
 
+def mixing_weights(prompts: list[Prompt], *, raw: bool) -> list[float]:
+    """The weights guidance multiplies by --cfg: relative (divided by the positive weights' sum) unless raw.
+
+    CCLD's raw sum uncond + cfg * sum_i w_i (cond_i - uncond) makes "a:3" "b:1" at --cfg 3 guide at 12; relative
+    weights keep the guidance at --cfg and mix 3:1. Negative weights keep their sign and push away; with no
+    positive weight, the negative ones are scaled so that their magnitudes sum to one.
+    """
+    weights = [p.weight for p in prompts]
+    if raw:
+        return weights
+    total = sum(w for w in weights if w > 0) or sum(abs(w) for w in weights)
+    if total == 0:
+        raise UserError("every prompt weight is 0, so there is nothing to guide towards; give one a weight such "
+                        "as TEXT:1")
+    return [w / total for w in weights]
+
+
+def _check_embedding_options(options: GenerateOptions) -> None:
+    """Refuse the options that only Stable Diffusion has, each with what an embedding model offers instead."""
+    for flag, given, instead in (
+            ("--negative", options.negative, "give a negative weight instead, e.g. \"blurry:-1\""),
+            ("--init-image", options.init_image, "use an image prompt: --image PATH:WEIGHT"),
+            ("--width/--height", options.width or options.height, "these models make square images: --size"),
+            ("--lora", options.lora, "LoRA adapts Stable Diffusion models"),
+            ("--clip-skip", options.clip_skip != 1, "their text encoder has no CLIP layers to skip"),
+            ("--model-config/--tokenizer", options.model_config or options.tokenizer,
+             "those build Stable Diffusion .safetensors/.ckpt files")):
+        if given:
+            raise UserError(f"{flag} is for Stable Diffusion models; embedding models: {instead}")
+
+
 def generate_embedding(options: GenerateOptions) -> GenerateResult:
-    """Check every input, then sample -n images and write each with its infotext and JSON sidecar."""
+    """Check every input, then sample -n images in batches and write each with its infotext and JSON sidecar."""
+    _check_embedding_options(options)
+    folder = OutputFolder(options.out)
     prompts = ([parse_prompt(p) for p in options.prompts] + [parse_prompt(p, "image") for p in options.images]
                + [parse_prompt(p, "embedding") for p in options.embeddings])
     model = load_embedding_model(options.model)
-    for name, given in (("--negative", options.negative), ("--init-image", options.init_image),
-                        ("--width/--height", options.width or options.height), ("--lora", options.lora)):
-        if given:
-            raise UserError(f"{name} is for Stable Diffusion models; embedding models mix weighted prompts instead "
-                            "(a negative weight pushes away)")
     cfg_scale = 3.0 if options.cfg is None else options.cfg
     size = options.size or model.image_size
     multiple = model.latents.factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
     if size % multiple or size < multiple:
-        raise UserError(f"this model makes sizes that are multiples of {multiple} px; {size} is not")
-    prompt_set = build_prompt_set(model, prompts)
+        flag = "--size" if options.size else "the model's size"
+        raise UserError(f"{flag} {size}: this model makes sizes that are multiples of {multiple} px")
+    weights = mixing_weights(prompts, raw=options.raw_weights) if prompts else []
+    effective_cfg = cfg_scale * sum(w for w in weights if w > 0) if options.raw_weights else cfg_scale
+    prompt_set = [(embedding, weight) for (embedding, _), weight in zip(build_prompt_set(model, prompts), weights)]
+    eta, seed = sampler_eta(options.sampler, options.eta), resolve_seed(options.seed)
     started = time.perf_counter()
-    images = sample_from_embeddings(model.unet, model.latents, model.info.schedule, model.info.parameterization,
-                                    [prompt_set] * options.n, cfg_scale=cfg_scale, steps=options.steps,
-                                    seed=options.seed, latent_size=size // model.latents.factor,
-                                    sampler=options.sampler, karras=options.karras, eta=options.eta)
-    seconds = time.perf_counter() - started
+
+    def sample(seeds: list[int], callback) -> torch.Tensor:
+        return sample_from_embeddings(model.unet, model.latents, model.info.schedule, model.info.parameterization,
+                                      [prompt_set] * len(seeds), cfg_scale=cfg_scale, steps=options.steps,
+                                      seed=seeds[0], latent_size=size // model.latents.factor,
+                                      sampler=options.sampler, karras=options.karras, eta=eta,
+                                      batch_size=len(seeds), callback=callback)
+
     text = " | ".join(p.describe() for p in prompts)
-    paths = []
-    for index, image in enumerate(images):
-        seed = options.seed + index
-        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        parameters = infotext(text, steps=options.steps, sampler=options.sampler, cfg_scale=cfg_scale, seed=seed,
-                              size=(size, size), model_name=model.path.name, model_hash=model.hash)
-        sidecar = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
-                   "model_hash": model.hash, "request": {**asdict(options), "out": str(options.out)},
-                   "prompts": [asdict(p) for p in prompts], "seed": seed, "size": [size, size],
-                   "preprocessing": model.encoder.preprocessing.to_dict(), "schedule": model.info.schedule}
-        paths.append(save_png_with_metadata(Image.fromarray(pixels), options.out / f"{seed:06d}.png",
-                                            parameters=parameters, sidecar=sidecar))
-    return GenerateResult(paths, seconds, str(model.path), text)
+    extra = {**sampling_fields(options.sampler, karras=options.karras, eta=eta),
+             "Prompt weights": "raw" if options.raw_weights else "relative",
+             "Effective CFG scale": effective_cfg if effective_cfg != cfg_scale else None}
+    request = {**asdict(options), "out": str(options.out), "seed": seed, "cfg": cfg_scale, "eta": eta}
+    common = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
+              "model_hash": model.hash, "kind": "embedding-ldm", "request": request,
+              "prompts": [asdict(p) for p in prompts], "mixing_weights": weights,
+              "weights": "raw" if options.raw_weights else "relative", "effective_cfg": effective_cfg,
+              "size": [size, size], "preprocessing": model.encoder.preprocessing.to_dict(),
+              "schedule": model.info.schedule}
+
+    def save(image_seed: int, image: torch.Tensor) -> Path:
+        parameters = infotext(text, steps=options.steps, sampler=options.sampler, cfg_scale=cfg_scale,
+                              seed=image_seed, size=(size, size), model_name=model_display_name(model.path),
+                              model_hash=model.hash, extra=extra)
+        return folder.save(image, image_seed, parameters=parameters, sidecar={**common, "seed": image_seed})
+
+    hints = [f"--cfg {cfg_scale:g}"] if effective_cfg > 30 else []
+    paths = run_batches(n=options.n, batch_size=options.batch_size, first_seed=seed, steps=options.steps,
+                        folder=folder, sample=sample, save=save, hints=hints + ["prompt weights"])
+    return GenerateResult(paths, time.perf_counter() - started, str(model.path), text, seed=seed, cfg=effective_cfg)

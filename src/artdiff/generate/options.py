@@ -1,14 +1,82 @@
-"""One `artdiff generate` request, whatever the model kind, and what it produced."""
+"""One `artdiff generate` request, whatever the model kind, what it produced, and the checks every number passes.
+
+Light on purpose: `artdiff generate --help` and `artdiff vary --help` import this module, never torch.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import secrets
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from artdiff.config import option
 
 Sampler = Literal["dpm++2m", "euler", "euler_a", "heun", "ddim", "ddpm", "plms"]
+
+SEED_MAX = 2**32 - 1  # A1111's seed range: -1 (random) or 0 .. 2**32-1
+MAX_CFG = 100.0  # far beyond any useful guidance; larger values only overflow to NaN
+MAX_STEPS = 1000  # the training schedules have 1000 timesteps (the sampler refuses more than its schedule has)
+MAX_SIDE = 16384  # pixels per side; the memory check refuses what does not fit long before this
+MAX_IMAGES = 10**7  # -n: images are written one batch at a time, so this is a sanity bound only
+MAX_BATCH = 64
+ETA_SAMPLERS = {"ddim": 0.0, "euler_a": 1.0}  # the samplers with noise, and their default eta (A1111's too)
+
+
+def check_number(flag: str, value: Any, low: float, high: float, *, whole: bool = False) -> None:
+    """Refuse a value that is not a finite number in [low, high] (a whole one when `whole`), naming the flag."""
+    kind = "a whole number" if whole else "a number"
+    wrong = isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
+    if wrong or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{flag} {value!r} must be {kind} from {low:g} to {high:g}")
+
+
+def check_text(flag: str, value: str) -> None:
+    """Refuse text that is not valid UTF-8 (argv undecodable bytes arrive as surrogates and cannot be saved)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "replace").decode("utf-8")
+        raise ValueError(f"{flag} {shown!r} is not valid UTF-8 text; retype it or set a UTF-8 locale "
+                         "(e.g. LANG=C.UTF-8)") from None
+
+
+def check_sampling(options: Any) -> None:
+    """The checks generate and vary share: seed, counts, steps, guidance, eta, sizes, text and the output folder."""
+    options.out = Path(options.out)
+    if options.seed != -1:
+        check_number("--seed", options.seed, 0, SEED_MAX, whole=True)
+    check_number("-n", options.n, 1, MAX_IMAGES, whole=True)
+    check_number("--batch-size", options.batch_size, 1, MAX_BATCH, whole=True)
+    check_number("--steps", options.steps, 1, MAX_STEPS, whole=True)
+    if options.cfg is not None:
+        check_number("--cfg", options.cfg, 0, MAX_CFG)
+    if options.eta is not None:
+        if options.sampler not in ETA_SAMPLERS:
+            raise ValueError(f"--eta changes only {' and '.join(ETA_SAMPLERS)} steps, not {options.sampler}; drop "
+                             "it or pick one of those samplers")
+        check_number("--eta", options.eta, 0, 1)
+    for flag in ("size", "width", "height"):
+        value = getattr(options, flag)
+        if value is not None:
+            check_number(f"--{flag}", value, 1, MAX_SIDE, whole=True)
+    for field in fields(options):  # every text option, lists included, must be writable to the PNG and JSON
+        value = getattr(options, field.name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                check_text(field.metadata.get("flag") or "--" + field.name.replace("_", "-"), item)
+    check_text("--out", str(options.out))
+
+
+def sampler_eta(sampler: str, eta: float | None) -> float:
+    """The eta a sampler runs with: the one given, else its own default (0 for ddim, 1 for euler_a)."""
+    return ETA_SAMPLERS.get(sampler, 0.0) if eta is None else eta
+
+
+def resolve_seed(seed: int) -> int:
+    """The seed a run uses: the one given, or a random one for -1 (A1111's convention)."""
+    return secrets.randbelow(SEED_MAX + 1) if seed == -1 else seed
 
 
 @dataclass
@@ -32,15 +100,24 @@ class GenerateOptions:
                                       metavar="DIR")
     tokenizer: str | None = option(None, "SD .safetensors/.ckpt file: CLIP tokenizer folder or diffusers SD "
                                          "folder (default: the local Hugging Face cache)", metavar="DIR")
-    cfg: float | None = option(None, "classifier-free guidance scale (default: 3 for embedding models, "
+    cfg: float | None = option(None, "classifier-free guidance scale, 0 to 100 (default: 3 for embedding models, "
                                      "7.5 for Stable Diffusion)", shown_default="per model")
-    rescale: float = option(0.0, "guidance rescale phi (Lin et al. 2023); 0.7 suits v-prediction models")
-    steps: int = option(50, "sampling steps")
+    raw_weights: bool = option(False, "embedding models: use prompt weights as CCLD does, uncond + cfg * sum_i w_i "
+                                      "(cond_i - uncond), so weights multiply --cfg (default: weights are relative, "
+                                      "divided by the sum of the positive ones, and the guidance scale is --cfg)")
+    rescale: float = option(0.0, "guidance rescale phi (Lin et al. 2023), 0 to 1; 0.7 suits v-prediction models")
+    steps: int = option(50, "sampling steps (1 to 1000)")
     sampler: Sampler = option("dpm++2m", "sampler")
     karras: bool = option(False, "Karras et al. (2022) sigma spacing")
-    eta: float = option(0.0, "noise of ddim / euler_a steps")
-    seed: int = option(0, "image i uses seed + i, whatever -n is")
+    eta: float | None = option(None, "noise of ddim / euler_a steps, 0 to 1 (default: 0 for ddim, 1 for euler_a)",
+                               shown_default="per sampler")
+    clip_skip: int = option(1, "Stable Diffusion: A1111's Clip skip; 1 takes the text encoder's last layer, 2 the "
+                               "one before it (then the final layer norm)")
+    seed: int = option(-1, "image i uses seed + i, whatever -n or --batch-size is; -1 picks a random seed, else "
+                           "0 to 4294967295")
     n: int = option(4, "number of images", flag="-n")
+    batch_size: int = option(1, "images sampled together (memory grows with it); each is written when its "
+                                "batch is done")
     size: int | None = option(None, "square image side in pixels (default: the model's training size)")
     width: int | None = option(None, "image width in pixels (Stable Diffusion; a multiple of 8)")
     height: int | None = option(None, "image height in pixels (Stable Diffusion; a multiple of 8)")
@@ -49,16 +126,14 @@ class GenerateOptions:
     lora: list[str] = option(help="LoRA FILE_OR_DIR[:SCALE] (default scale 1) on the UNet and, when the file has "
                                   "its layers, the text encoder: diffusers, kohya or A1111 files (Stable Diffusion; "
                                   "repeatable)", flag="--lora", metavar="FILE[:SCALE]", default_factory=list)
-    out: Path = option(Path("outputs/generate"), "folder for the images and their JSON sidecars")
+    out: Path = option(Path("outputs/generate"), "folder for the images (NNNNN-SEED.png, numbered on from the "
+                                                 "highest there; nothing is replaced) and their JSON sidecars")
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        if self.n < 1 or self.steps < 1:
-            raise ValueError("-n and --steps must be at least 1")
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError("--strength must be between 0 and 1")
-        if self.cfg is not None and self.cfg < 0:
-            raise ValueError("--cfg must not be negative")
+        check_sampling(self)
+        check_number("--strength", self.strength, 0, 1)
+        check_number("--rescale", self.rescale, 0, 1)
+        check_number("--clip-skip", self.clip_skip, 1, 48, whole=True)
 
 
 @dataclass
@@ -69,8 +144,11 @@ class GenerateResult:
     seconds: float
     model: str
     prompt: str = ""
+    seed: int | None = None  # the first image's seed (the one drawn for --seed -1)
+    cfg: float | None = None  # the guidance scale used; for embedding models the effective one after the weights
 
     def to_json(self) -> dict:
         """Plain data for --json."""
         return {"images": [str(p) for p in self.paths], "seconds": round(self.seconds, 3), "model": self.model,
-                "prompt": self.prompt, "images_per_s": round(len(self.paths) / self.seconds, 3) if self.seconds else None}
+                "prompt": self.prompt, "seed": self.seed, "cfg": self.cfg,
+                "images_per_s": round(len(self.paths) / self.seconds, 3) if self.seconds else None}

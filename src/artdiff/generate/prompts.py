@@ -8,6 +8,8 @@ from typing import Literal
 
 from artdiff.errors import UserError
 
+MAX_WEIGHT = 100.0  # weights multiply --cfg; beyond this they only overflow to NaN
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -35,11 +37,22 @@ def parse_prompt(text: str, kind: Literal["text", "image", "embedding"] = "text"
         try:
             weight = float(weight_text)
         except ValueError:
-            raise UserError(f"malformed weight {weight_text!r} in {text!r}: write VALUE:NUMBER, e.g. "
-                            f"\"{value or text}:2\" (to keep a colon in a text prompt, end it with an explicit "
-                            "weight such as :1)") from None
-        if not math.isfinite(weight):
-            raise UserError(f"weight {weight_text!r} in {text!r} must be a finite number")
+            raise UserError(_malformed(text, value, weight_text)) from None
+        if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
+            raise UserError(f"weight {weight_text!r} in {text!r} must be a finite number from -{MAX_WEIGHT:g} to "
+                            f"{MAX_WEIGHT:g}")
     if not value.strip():
         raise UserError(f"empty {kind} prompt in {text!r}")
     return Prompt(kind, value.strip() if kind == "text" else value, weight)
+
+
+def _malformed(text: str, value: str, weight_text: str) -> str:
+    """The message for a weight that is not a number, with an example of the syntax the user meant."""
+    if "(" in text or ")" in text or "[" in text:
+        bare = text.strip("()[] ").rpartition(":")
+        word, number = (bare[0], bare[2]) if bare[1] else (text.strip("()[] "), "2")
+        return (f"malformed weight {weight_text!r} in {text!r}: (word:1.3) emphasis is Stable Diffusion syntax; "
+                f"embedding models weight a whole prompt as TEXT:WEIGHT, e.g. \"{word.strip() or 'text'}:"
+                f"{number.strip() or '2'}\"")
+    return (f"malformed weight {weight_text!r} in {text!r}: write VALUE:NUMBER, e.g. \"{value or text}:2\" (to "
+            "keep a colon in a text prompt, end it with an explicit weight such as :1)")
