@@ -56,3 +56,9 @@ def test_light_constants_match_the_libraries():
 class _Done:
     def to_json(self):
         return {"out": "x"}
+
+
+def test_quickstart_help_imports_no_heavy_library():
+    probe = _PROBE.format(heavy=HEAVY).replace('main(["train", sys.argv[1], "--help"])', 'main(["quickstart", "--help"])')
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert "--encoder-steps" in done.stdout and done.stdout.strip().splitlines()[-1] == "heavy:"

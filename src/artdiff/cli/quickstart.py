@@ -9,8 +9,8 @@ from artdiff.cli._args import add_dataclass_args, args_to_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the command; flags come from QuickstartConfig."""
-    from artdiff.studio.quickstart import QuickstartConfig
+    """Register the command; flags come from QuickstartConfig (a light module: --help imports no torch)."""
+    from artdiff.studio.quickstart_config import QuickstartConfig
 
     parser = subparsers.add_parser(
         "quickstart", help="train artdiff-mini from nothing: art set, judge, CLOOB encoder, VAE, embedding-LDM",
@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Run the recipe and print where the model and its evaluation are."""
-    from artdiff.studio.quickstart import QuickstartConfig, run_quickstart
+    from artdiff.studio.quickstart import run_quickstart
+    from artdiff.studio.quickstart_config import QuickstartConfig
 
     cfg = args_to_config(QuickstartConfig, args, out=args.train)
     if args.json:

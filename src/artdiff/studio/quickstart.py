@@ -12,39 +12,17 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from artdiff.config import option
 from artdiff.data.synthetic import SynthConfig, generate_dataset
 from artdiff.errors import UserError
 from artdiff.evaluate.model_eval import ModelEvalConfig, evaluate_model
+from artdiff.studio.quickstart_config import QuickstartConfig  # noqa: F401 - light, for a fast --help
 from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
 from artdiff.train.encoder import EncoderTrainConfig, train_encoder
 from artdiff.train.judge import JudgeTrainConfig, train_judge
 from artdiff.train.vae import VaeTrainConfig, train_vae
 from artdiff.utils.io import atomic_write_json
-
-
-@dataclass
-class QuickstartConfig:
-    """Sizes and lengths of each stage; `--scale tiny` runs the same recipe in seconds, for a smoke test."""
-
-    out: Path = option(Path("outputs/quickstart"), "folder for every stage's outputs", cli=False)
-    scale: Literal["mini", "tiny"] = option("mini", "mini: the shipped recipe; tiny: a seconds-long smoke run")
-    images: int = option(20000, "procedural training images")
-    size: int = option(64, "image side in pixels")
-    judge_epochs: int = option(10, "judge epochs")
-    encoder_steps: int = option(1000, "encoder optimizer steps")
-    vae_steps: int = option(1200, "autoencoder optimizer steps (batch 16)")
-    ldm_steps: int = option(6500, "embedding-LDM optimizer steps (batch 32)")
-    seed: int = option(0, "seed of every stage")
-    progress: bool = option(True, "show progress bars")
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        if self.scale == "tiny":  # the same stages at toy sizes
-            self.images, self.size = min(self.images, 48), 16
-            self.judge_epochs, self.encoder_steps, self.vae_steps, self.ldm_steps = 2, 2, 2, 2
 
 
 @dataclass

@@ -1,0 +1,31 @@
+"""Options of `artdiff quickstart`, light enough for `--help` (no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from artdiff.config import option
+
+
+@dataclass
+class QuickstartConfig:
+    """Sizes and lengths of each stage; `--scale tiny` runs the same recipe in seconds, for a smoke test."""
+
+    out: Path = option(Path("outputs/quickstart"), "folder for every stage's outputs", cli=False)
+    scale: Literal["mini", "tiny"] = option("mini", "mini: the shipped recipe; tiny: a seconds-long smoke run")
+    images: int = option(20000, "procedural training images")
+    size: int = option(64, "image side in pixels")
+    judge_epochs: int = option(10, "judge epochs")
+    encoder_steps: int = option(1000, "encoder optimizer steps")
+    vae_steps: int = option(1200, "autoencoder optimizer steps (batch 16)")
+    ldm_steps: int = option(6500, "embedding-LDM optimizer steps (batch 32)")
+    seed: int = option(0, "seed of every stage")
+    progress: bool = option(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.scale == "tiny":  # the same stages at toy sizes
+            self.images, self.size = min(self.images, 48), 16
+            self.judge_epochs, self.encoder_steps, self.vae_steps, self.ldm_steps = 2, 2, 2, 2
