@@ -8,8 +8,10 @@ diffusers' `TextualInversionLoaderMixin.load_textual_inversion`.
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ PICKLE_SUFFIXES = (".pt", ".bin")
 SUFFIXES = (*PICKLE_SUFFIXES, ".safetensors")
 A1111_STRING_TO_TOKEN = 265  # the id of "*" in SD 1.x's CLIP vocabulary; A1111 always writes it
 OVERRIDE_KEY = "artdiff_override_word"
+MAX_ABS_VALUE = 1e4  # CLIP token rows are ~0.01-1; 1e4 * a 1.1 weight still fits half precision (65504)
 
 
 @dataclass
@@ -134,7 +137,12 @@ def _check_vectors(path: Path | str, vectors: Any) -> torch.Tensor:
                         f"found {tuple(vectors.shape)}")
     vectors = vectors.detach().to(torch.float32).contiguous()
     if not torch.isfinite(vectors).all():
-        raise UserError(f"{path}: the embedding holds NaN or infinite values")
+        raise UserError(f"{path}: the embedding holds NaN or infinite values; the file is damaged, retrain or "
+                        "re-download it")
+    largest = vectors.abs().max().item()
+    if largest > MAX_ABS_VALUE:
+        raise UserError(f"{path}: the embedding holds a value of magnitude {largest:.3g}, far beyond any trained "
+                        f"embedding (at most {MAX_ABS_VALUE:g}), which overflows the text encoder; the file is damaged")
     return vectors
 
 
@@ -172,7 +180,7 @@ def a1111_embedding_hash(path: Path) -> str:
 
 def save_a1111_pt(path: Path, ti: TextualInversion, *, checkpoint_hash: str | None = None,
                   checkpoint_name: str | None = None) -> Path:
-    """Write A1111's `Embedding.save` dict with torch.save; it loads with `torch.load(weights_only=True)`."""
+    """Write A1111's `Embedding.save` dict as a torch zip A1111's safe unpickler and torch.load(weights_only) read."""
     path = _check_target(path, PICKLE_SUFFIXES, ti)
     if ti.override_word:
         raise UserError(f"{path}: an embedding that overrides {ti.override_word!r} must be saved as .safetensors "
@@ -181,8 +189,27 @@ def save_a1111_pt(path: Path, ti: TextualInversion, *, checkpoint_hash: str | No
             "name": ti.token, "step": ti.step, "sd_checkpoint": checkpoint_hash,
             "sd_checkpoint_name": checkpoint_name}
     with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+        tmp.write_bytes(_a1111_safe_zip(data))
     return path
+
+
+def _a1111_safe_zip(data: dict[str, Any]) -> bytes:
+    """torch.save's zip with only the members A1111's safe unpickler accepts: data.pkl, data/N and version.
+
+    A1111's check_zip_filenames (modules/safe.py) refuses any other member, and current torch also writes
+    .format_version, .storage_alignment, byteorder and .data/serialization_id; torch.load reads the file
+    without them (little-endian storages are assumed, as before torch wrote byteorder). data.pkl's globals
+    (_rebuild_tensor_v2, FloatStorage, OrderedDict) are all on A1111's allowlist.
+    """
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    out = io.BytesIO()
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+        for name in source.namelist():
+            _, _, member = name.partition("/")
+            if member in ("data.pkl", "version") or re.fullmatch(r"data/\d+", member):
+                target.writestr(f"archive/{member}", source.read(name))
+    return out.getvalue()
 
 
 def save_a1111_safetensors(path: Path, ti: TextualInversion) -> Path:
