@@ -49,14 +49,14 @@ def folder_mb(path: Path) -> float:
 
 def run_one(loss: str, train_dir: Path, val_dir: Path, out: Path, args: argparse.Namespace) -> dict:
     """Train one encoder with the library defaults (plus the given overrides), then evaluate it held out."""
-    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr))
+    overrides = {k: v for k, v in (("max_steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr))
                  if v is not None}
     spec = CLIP_PRESETS[args.preset]
     if args.patch_size not in (None, spec.vision.patch_size):  # a patch size the preset lacks, specs.py untouched
         overrides["spec"] = replace(spec, vision=replace(spec.vision, patch_size=args.patch_size))
     cfg = EncoderTrainConfig(data=train_dir, out=out, loss=loss, preset=args.preset, val_fraction=0.0,
                              progress=False, **overrides)
-    print(f"training {loss}: {cfg.steps} steps of {cfg.batch_size} at lr {cfg.lr:g} ...", file=sys.stderr)
+    print(f"training {loss}: {cfg.max_steps} steps of {cfg.batch_size} at lr {cfg.lr:g} ...", file=sys.stderr)
     trained = train_encoder(cfg)
     started = time.perf_counter()
     report = evaluate_encoder(load_encoder(out), val_dir).to_json()
