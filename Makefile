@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m artdiff demo --out $(DEMO_OUT) --artworks $(ARTWORKS)
+	@# The paintings are beside a checkout of the project, not a user's clone: pass them only when present.
+	$(PY) -m artdiff demo --out $(DEMO_OUT) $(if $(wildcard $(ARTWORKS)),--artworks $(ARTWORKS))
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -39,8 +39,7 @@ def test_contact_sheet_grid(tmp_path):
 def test_demo_without_paintings_uses_the_procedural_set(tmp_path):
     with pytest.raises(UserError, match="absent does not exist"):  # a folder asked for must be there
         run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "absent", size=32, progress=False))
-    result = run_demo(DemoConfig(out=tmp_path / "out", artworks=tmp_path / "absent", artworks_optional=True,
-                                 size=32, progress=False, gallery=False))
+    result = run_demo(DemoConfig(out=tmp_path / "out", size=32, progress=False, gallery=False))
     records = [r for r in result.dataset.dst.joinpath("manifest.jsonl").read_text().splitlines()]
     assert result.dataset.outputs == 24 and len(records) == 24
     assert '"caption_source": "metadata"' in records[0]  # the synthetic captions came along

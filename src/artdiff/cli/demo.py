@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-# The Makefile's `make demo` passes this path, which only a checkout beside the shared data has.
-MAKEFILE_ARTWORKS = Path("../shared/data/artworks")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,10 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from artdiff.studio.demo import DemoConfig, run_demo
 
     artworks = Path(args.artworks) if args.artworks else None
-    optional = artworks is not None and artworks.resolve() == MAKEFILE_ARTWORKS.resolve()
-    if optional and not artworks.is_dir():
-        print(f"note: {artworks} does not exist; the demo uses a generated procedural art set", file=sys.stderr)
-    result = run_demo(DemoConfig(out=Path(args.out), artworks=artworks, artworks_optional=optional, size=args.size,
+    result = run_demo(DemoConfig(out=Path(args.out), artworks=artworks, size=args.size,
                                  progress=not args.json, model=args.model, steps=args.steps, gallery=args.gallery))
     if args.json:
         print(json.dumps({"source": str(result.source), "dataset": result.dataset.to_json(),

@@ -25,7 +25,6 @@ class DemoConfig:
 
     out: Path = Path("outputs/demo")
     artworks: Path | None = None  # a folder of paintings; without one, a procedural set is generated
-    artworks_optional: bool = False  # a missing `artworks` folder falls back to the procedural set (make demo)
     size: int = 256
     progress: bool = True
     model: str | None = None  # an embedding-ldm for the gallery; default: the shipped artdiff-mini if present
@@ -47,7 +46,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     """Prepare the paintings (or a generated set) and write a contact sheet of the dataset."""
     out = Path(cfg.out)
     metadata = None
-    if cfg.artworks and not Path(cfg.artworks).is_dir() and not cfg.artworks_optional:
+    if cfg.artworks and not Path(cfg.artworks).is_dir():
         what = "is a file, not a folder" if Path(cfg.artworks).exists() else "does not exist"
         raise UserError(f"--artworks {cfg.artworks} {what}; pass a folder of paintings, or leave --artworks out "
                         "for a generated procedural set")
