@@ -123,24 +123,24 @@ def test_generate_with_lora_matches_the_diffusers_pipeline(parts, trained, tmp_p
                              sampler="ddim", size=16, n=2, seed=3, lora=[f"{trained['dir']}:1"], out=tmp_path / "g"))
     for i, seed in enumerate(SEEDS):
         reference = (expected[i].permute(1, 2, 0).numpy() * 255).round()
-        assert np.abs(png(tmp_path / "g" / f"{seed:06d}.png") - reference).max() <= 1
+        assert np.abs(png(tmp_path / "g" / f"{i:05d}-{seed}.png") - reference).max() <= 1  # A1111's NNNNN-SEED
 
 
 def test_scale_zero_equals_no_lora_and_outputs_record_the_lora(parts, trained, tmp_path, capsys):
-    common = dict(prompts=[PROMPT], model=str(parts["sd"]), steps=3, sampler="euler", size=16, n=1)
+    common = dict(prompts=[PROMPT], model=str(parts["sd"]), steps=3, sampler="euler", size=16, n=1, seed=0)
     generate(GenerateOptions(**common, out=tmp_path / "base"))
     generate(GenerateOptions(**common, lora=[f"{trained['dir']}:0"], out=tmp_path / "zero"))
     generate(GenerateOptions(**common, lora=[str(trained["dir"])], out=tmp_path / "one"))
-    assert np.array_equal(png(tmp_path / "zero" / "000000.png"), png(tmp_path / "base" / "000000.png"))
-    assert not np.array_equal(png(tmp_path / "one" / "000000.png"), png(tmp_path / "base" / "000000.png"))
+    assert np.array_equal(png(tmp_path / "zero" / "00000-0.png"), png(tmp_path / "base" / "00000-0.png"))
+    assert not np.array_equal(png(tmp_path / "one" / "00000-0.png"), png(tmp_path / "base" / "00000-0.png"))
     file = trained["dir"] / "pytorch_lora_weights.safetensors"
     data = file.read_bytes()
     addnet = hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()[:12]  # A1111's LoRA hash
     assert lora_hash(file) == addnet
-    parameters = Image.open(tmp_path / "one" / "000000.png").text["parameters"]
+    parameters = Image.open(tmp_path / "one" / "00000-0.png").text["parameters"]
     assert parameters.startswith(f"{PROMPT} <lora:run:1>\nSteps: 3")  # the run folder names RUN/model's LoRA
     assert f'Lora hashes: "run: {addnet}"' in parameters
-    sidecar = json.loads((tmp_path / "one" / "000000.json").read_text())
+    sidecar = json.loads((tmp_path / "one" / "00000-0.json").read_text())
     lora = sidecar["loras"][0]
     assert (lora["name"], lora["hash"], lora["scale"], lora["file"]) == ("run", addnet, 1.0, str(file))
     assert lora["unet_layers"] == 32 and lora["text_encoder_layers"] == 8  # 4 blocks x 2 attentions x 4; 2 x 4
@@ -236,9 +236,9 @@ def test_cli_trains_and_generates_through_main(parts, trained, tmp_path, capsys)
     assert (tmp_path / "run" / "model" / "pytorch_lora_weights.safetensors").is_file() and model_dir.endswith("model")
     file = trained["dir"] / "pytorch_lora_weights.safetensors"
     code = main(["generate", "a cat", "--model", str(parts["sd"]), "--lora", f"{file}:0.7", "--steps", "2", "-n",
-                 "1", "--size", "16", "--out", str(tmp_path / "images")])
+                 "1", "--size", "16", "--seed", "0", "--out", str(tmp_path / "images")])
     assert code == 0
-    assert json.loads((tmp_path / "images" / "000000.json").read_text())["loras"][0]["scale"] == 0.7
+    assert json.loads((tmp_path / "images" / "00000-0.json").read_text())["loras"][0]["scale"] == 0.7
 
 
 def mismatched(trained, tmp_path, change):

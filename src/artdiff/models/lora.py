@@ -33,6 +33,8 @@ LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' file name in
 PICKLED = (".pt", ".bin", ".ckpt", ".pth")
 UNET, TEXT_ENCODER = "unet", "text_encoder"  # diffusers' key prefixes
 LORA_ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' safetensors header entry: LoraConfig per part
+MAX_SCALE = 100.0  # A1111 has no limit; past this a LoRA is noise, and 1e30 overflows the merged weights
+MAX_ABS_VALUE = 1e4  # per entry of a LoRA tensor (alphas included); trained ones are ~0.001-0.1, alphas <= rank
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,9 @@ def parse_lora_spec(spec: str) -> LoraSpec:
         except ValueError:
             raise UserError(f"--lora {spec}: the scale {weight!r} is not a number; write FILE:SCALE, e.g. "
                             "style.safetensors:0.8") from None
-        if not math.isfinite(scale):
-            raise UserError(f"--lora {spec}: the scale must be a finite number")
+        if not abs(scale) <= MAX_SCALE:  # `not <=` catches NaN too; 1e30 * a weight overflows to inf
+            raise UserError(f"--lora {spec}: the scale must be a number from -{MAX_SCALE:g} to {MAX_SCALE:g} "
+                            "(usually 0 to 1.5)")
     return LoraSpec(resolve_lora_file(Path(text)), scale, spec)
 
 
@@ -106,20 +109,58 @@ def read_lora_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] 
     safetensors, or a pickled .pt/.bin/.ckpt loaded with weights_only (no code runs; no metadata).
     """
     suffix = path.suffix.lower()
+    if suffix not in (".safetensors", *PICKLED):
+        raise UserError(f"--lora {path}: unknown file type {suffix or '(none)'}; pass a .safetensors LoRA file")
+    state, metadata = _read_safetensors(path) if suffix == ".safetensors" else (_read_pickled(path), None)
+    _check_values(path, state)
+    return state, metadata
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     try:
-        if suffix == ".safetensors":
-            with safe_open(str(path), framework="pt") as handle:
-                raw = (handle.metadata() or {}).get(LORA_ADAPTER_METADATA_KEY)
-            return load_file(str(path)), (json.loads(raw) if raw else None)
-        if suffix in PICKLED:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            data = data.get("state_dict", data) if isinstance(data, dict) else data
-            if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
-                return data, None
-            raise UserError(f"--lora {path} does not hold a flat table of tensors; it is not a LoRA file")
-    except (SafetensorError, OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as error:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(LORA_ADAPTER_METADATA_KEY)
+        state = load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as error:
+        raise UserError(f"--lora {path} cannot be read ({_first_line(error)}); the file is damaged or not a "
+                        "LoRA .safetensors file") from None
+    try:
+        metadata = json.loads(raw) if raw else None
+    except ValueError as error:
+        raise UserError(f"--lora {path}: its {LORA_ADAPTER_METADATA_KEY} header entry is not valid JSON "
+                        f"({_first_line(error)}); the file is damaged") from None
+    if metadata is not None and not isinstance(metadata, dict):
+        raise UserError(f"--lora {path}: its {LORA_ADAPTER_METADATA_KEY} header entry is not a JSON object")
+    return state, metadata
+
+
+def _read_pickled(path: Path) -> dict[str, torch.Tensor]:
+    """A pickled .pt/.bin/.ckpt read with weights_only, so no code from the file runs."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "GLOBAL" in str(error):  # torch's refusal of a global it will not run
+            raise UserError(f"--lora {path} holds pickled objects artdiff will not execute; convert it to "
+                            ".safetensors where you trust it (torch.load, then safetensors.torch.save_file)") from None
+        raise UserError(f"--lora {path} cannot be read as a PyTorch file ({_first_line(error)})") from None
+    except (OSError, RuntimeError, ValueError, EOFError) as error:
         raise UserError(f"--lora {path} cannot be read ({_first_line(error)}); pass a LoRA .safetensors file") from None
-    raise UserError(f"--lora {path}: unknown file type {suffix or '(none)'}; pass a .safetensors LoRA file")
+    data = data.get("state_dict", data) if isinstance(data, dict) else data
+    if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
+        return data
+    raise UserError(f"--lora {path} does not hold a flat table of tensors; it is not a LoRA file")
+
+
+def _check_values(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Refuse NaN, inf and magnitudes no training makes (1e38): merged into a layer they overflow to a black image."""
+    for key, value in state.items():
+        if not value.is_floating_point() or value.numel() == 0:
+            continue
+        largest = value.detach().abs().max().item()  # NaN propagates through max
+        if not largest <= MAX_ABS_VALUE:
+            what = "NaN or infinite values" if not math.isfinite(largest) else f"a value of magnitude {largest:.3g}"
+            raise UserError(f"--lora {path}: tensor {key} holds {what} (trained LoRAs stay far below "
+                            f"{MAX_ABS_VALUE:g}); the file is damaged")
 
 
 def _first_line(error: BaseException) -> str:
