@@ -99,12 +99,20 @@ def a1111_rates(text, max_steps):
 
 
 @pytest.mark.parametrize("text", ["0.005", "0.005:100, 1e-3:1000, 1e-5", "0.1:5, 0.01:8", "0.1:5,0.01:-1",
-                                  "1e-2:3, 5e-3:7, 1e-3:2000, 1e-4", " 0.02 : 4 , 0.001 "])
+                                  "1e-2:3, 5e-3:7, 1e-3:2000, 1e-4", " 0.02 : 4 , 0.001 ",
+                                  "0.005:100, 1e-3:1000, 1e-5,", "0.02:4, 0.001 , "])
 @pytest.mark.parametrize("max_steps", [6, 12, 1500])
 def test_schedule_matches_a1111_step_for_step(text, max_steps):
     schedule = parse_lr_schedule(text)
     steps = max_steps if schedule.end_step is None else min(max_steps, schedule.end_step)
     assert [schedule.rate_at(s) for s in range(steps)] == a1111_rates(text, max_steps)
+
+
+def test_a_trailing_comma_is_accepted_as_in_a1111():
+    assert parse_lr_schedule("0.005:100, 1e-3:1000, 1e-5,") == parse_lr_schedule("0.005:100, 1e-3:1000, 1e-5")
+    # A1111 stops reading at the step past --max-steps, so "0.1:5, 0.01:8," trains there; it is the same here.
+    assert parse_lr_schedule("0.1:5, 0.01:8,") == parse_lr_schedule("0.1:5, 0.01:8")
+    assert parse_lr_schedule(" 0.005 ,\t").pieces == ((0.005, None),)
 
 
 def test_schedule_examples():
@@ -119,6 +127,7 @@ def test_schedule_examples():
     ("", "empty"), ("abc", "'abc' is not a number"), ("0.1:x", "not a whole step"), ("0.1:2.5", "not a whole step"),
     ("0.1:10:5", "RATE or RATE:STEP"), ("0.1:10, 0.2:5", "steps must increase"), ("0.1, 0.2:100", "never be used"),
     ("0.1:0", "at least 1"), ("-0.1", "finite number >= 0"), ("nan", "finite"), ("0.1:10,,0.01", "empty entry"),
+    ("0.1,,", "empty entry"), (",", "empty entry"),
     ("0:10, 0", "every rate is 0")])
 def test_malformed_schedules_are_one_line_errors(text, message):
     with pytest.raises(ValueError, match=message) as error:

@@ -2,7 +2,7 @@
 
 Semantics of AUTOMATIC1111 stable-diffusion-webui `modules/textual_inversion/learn_schedule.py`
 (LearnScheduleIterator + LearnRateScheduler): comma-separated entries RATE:STEP train at RATE while
-fewer than STEP optimizer steps are done; a bare RATE (or RATE:-1) holds to the end of training. When
+fewer than STEP optimizer steps are done (spaces around RATE and STEP and one trailing comma are fine); a bare RATE (or RATE:-1) holds to the end of training. When
 the last entry has a STEP, training stops there. Entries after the open-ended one are unreachable in
 A1111 and silently dropped; here they, like steps that do not increase (which A1111 walks through one
 entry per step) and steps A1111 skips (0 and negatives other than -1), are one-line errors instead.
@@ -48,12 +48,16 @@ def parse_lr_schedule(text: str) -> LearnRateSchedule:
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"learning-rate schedule is empty; give a rate such as 0.005, or {EXAMPLE}")
     pieces: list[tuple[float, int | None]] = []
-    for entry in text.split(","):
+    entries = text.split(",")
+    if len(entries) > 1 and not entries[-1].strip():
+        entries.pop()  # one trailing comma, which A1111 accepts ("0.005:100, 1e-5,"): it stops reading before it
+    for entry in entries:
         entry = entry.strip()
+        piece = _parse_entry(entry, text)
         if pieces and pieces[-1][1] is None:
             raise ValueError(f"learning-rate schedule {text!r}: {entry!r} follows the open-ended rate "
                              f"{pieces[-1][0]:g}, so it would never be used; put the rate without a step last")
-        pieces.append(_parse_entry(entry, text))
+        pieces.append(piece)
         if len(pieces) > 1 and pieces[-1][1] is not None and pieces[-1][1] <= pieces[-2][1]:
             raise ValueError(f"learning-rate schedule {text!r}: step {pieces[-1][1]} does not come after step "
                              f"{pieces[-2][1]}; steps must increase, as in {EXAMPLE}")
