@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from artdiff.core.step_checks import checked_sampler
+
 ModelFn = Callable[..., torch.Tensor]
 Generator = torch.Generator | list[torch.Generator] | None
 
@@ -54,9 +56,9 @@ def _report(callback: Callback, i: int, sigma: float, x: torch.Tensor, denoised:
         callback(SamplerStep(i, float(sigma), x, denoised))
 
 
-# Sampling runs under inference_mode (less per-op bookkeeping than no_grad); gradient guidance re-enables
-# autograd inside its own wrapper.
-@torch.inference_mode()
+# Every sampler goes through checked_sampler: sigmas are checked before the first step, each step's x after it
+# (NaN, infinity or a runaway stops the run with NonFiniteError), all under inference_mode.
+@checked_sampler
 def sample_euler(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                  callback: Callback = None, extra: dict | None = None) -> torch.Tensor:
     """Euler steps on the probability-flow ODE (Karras et al. 2022, Algorithm 2 without churn)."""
@@ -80,7 +82,7 @@ def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[f
     return math.sqrt(sigma_next**2 - sigma_up**2), sigma_up
 
 
-@torch.inference_mode()
+@checked_sampler
 def sample_euler_ancestral(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                            callback: Callback = None, extra: dict | None = None, eta: float = 1.0) -> torch.Tensor:
     """Ancestral sampling with Euler steps (k-diffusion's sample_euler_ancestral)."""
@@ -96,7 +98,7 @@ def sample_euler_ancestral(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Ten
     return x
 
 
-@torch.inference_mode()
+@checked_sampler
 def sample_heun(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                 callback: Callback = None, extra: dict | None = None) -> torch.Tensor:
     """Heun's second-order method (Karras et al. 2022, Algorithm 1); the last step to 0 is Euler."""
@@ -117,7 +119,7 @@ def sample_heun(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, gen
     return x
 
 
-@torch.inference_mode()
+@checked_sampler
 def sample_dpmpp_2m(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                     callback: Callback = None, extra: dict | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022), first order on the first step and the last step to 0."""
@@ -142,7 +144,7 @@ def sample_dpmpp_2m(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *,
     return x
 
 
-@torch.inference_mode()
+@checked_sampler
 def sample_ddim(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                 callback: Callback = None, extra: dict | None = None, eta: float = 0.0) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) in variance-exploding form; eta = 0 is deterministic, 1 is DDPM-like."""
@@ -164,7 +166,7 @@ def sample_ddim(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, gen
     return x
 
 
-@torch.inference_mode()
+@checked_sampler
 def sample_plms(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                 callback: Callback = None, extra: dict | None = None) -> torch.Tensor:
     """Pseudo linear multistep (Liu et al. 2022, PNDM): Adams-Bashforth on eps, warmed up by a Heun-like step."""
@@ -193,7 +195,7 @@ def sample_plms(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, gen
     return x
 
 
-@torch.inference_mode()
+@checked_sampler
 def sample_ddpm(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, generator: Generator = None,
                 callback: Callback = None, extra: dict | None = None, variance: str = "fixed_small",
                 variance_fn: ModelFn | None = None) -> torch.Tensor:

@@ -17,19 +17,33 @@ Spacing = Literal["leading", "trailing", "linspace"]
 
 def ddpm_betas(kind: BetaSchedule = "scaled_linear", *, num_train_timesteps: int = 1000,
                beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
-    """Training betas (float64) as diffusers builds them (Ho et al. 2020; Nichol & Dhariwal 2021 for the cosine)."""
+    """Training betas (float64) as diffusers builds them (Ho et al. 2020; Nichol & Dhariwal 2021 for the cosine).
+
+    Every beta must lie in (0, 1): beta = 0 makes sigma 0 at t = 0 and beta >= 1 a negative or zero alpha, and
+    either turns every sample into NaN (a scheduler config with beta_end 5 did).
+    """
+    if not (num_train_timesteps >= 1 and float(num_train_timesteps).is_integer()):  # also NaN
+        raise ValueError(f"num_train_timesteps must be a positive integer, got {num_train_timesteps!r}")
+    num_train_timesteps = int(num_train_timesteps)
+    if kind in ("linear", "scaled_linear") and not (0 < beta_start < 1 and 0 < beta_end < 1):  # also NaN
+        raise ValueError(f"beta_start and beta_end must lie in (0, 1), got {beta_start!r} and {beta_end!r}")
     if kind == "linear":
-        return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
-    if kind == "scaled_linear":  # Stable Diffusion: linear in sqrt(beta)
-        return torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
-    if kind == "squaredcos_cap_v2":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+    elif kind == "scaled_linear":  # Stable Diffusion: linear in sqrt(beta)
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    elif kind == "squaredcos_cap_v2":
         def alpha_bar(t: float) -> float:
             return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
         n = num_train_timesteps
-        betas = [min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)]
-        return torch.tensor(betas, dtype=torch.float64)
-    raise ValueError(f"unknown beta schedule {kind!r}; use linear, scaled_linear or squaredcos_cap_v2")
+        betas = torch.tensor([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)],
+                             dtype=torch.float64)
+    else:
+        raise ValueError(f"unknown beta schedule {kind!r}; use linear, scaled_linear or squaredcos_cap_v2")
+    if not ((betas > 0) & (betas < 1)).all():
+        raise ValueError(f"betas must lie in (0, 1); the {kind} schedule gave {float(betas.min()):g} to "
+                         f"{float(betas.max()):g}")
+    return betas
 
 
 def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
