@@ -19,13 +19,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Embed the folder with the model's encoder and its preprocessing contract."""
-    from artdiff.generate.embed import embed_folder
+    from artdiff.generate.embed import check_paths, embed_folder
     from artdiff.generate.embedding_generate import load_embedding_model
 
+    check_paths(Path(args.folder), Path(args.out))  # a typo in a path is reported before the model loads
     model = load_embedding_model(args.model)
     result = embed_folder(Path(args.folder), model.encoder, Path(args.out))
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(f"embedded {result.images} images ({len(result.skipped)} unreadable skipped) into {result.out}")
+        print(f"embedded {result.images} images ({len(result.skipped)} skipped: unreadable, not a file or badly named) into {result.out}")
     return 0

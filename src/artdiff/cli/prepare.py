@@ -39,5 +39,10 @@ def run(args: argparse.Namespace) -> int:
           f"({skipped} skipped, {dups} duplicates dropped, {result.reused} reused) in {result.elapsed_s:.1f}s")
     if result.skipped:
         print("skipped: " + ", ".join(f"{n} {reason}" for reason, n in result.skipped.items()))
+    if cfg.captions == "auto" and result.captions.get("filename"):
+        sources = {"sidecar": "from sidecar files", "metadata": "from the metadata table"}
+        found = [f"{result.captions[k]} {words}" for k, words in sources.items() if result.captions.get(k)]
+        print(f"captions: {', '.join(found + [''])}{result.captions['filename']} fell back to file names "
+              "(no sidecar .txt/.caption or metadata row)")
     print(f"dataset: {result.dst}\nmanifest: {result.manifest}\nreport: {result.report}")
     return 0

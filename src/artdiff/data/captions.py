@@ -6,12 +6,16 @@ import csv
 import json
 import re
 import string
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from artdiff.errors import UserError
+from artdiff.utils.images import ImageReadError, open_regular_file
 
 SIDECAR_EXTENSIONS = (".txt", ".caption")
+SIDECAR_MAX_BYTES = 64 * 1024  # a caption is a line or a paragraph; more is read no further
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # A1111 strips leading numbering such as "00012-" or "3 " (modules/textual_inversion/dataset.py).
 LEADING_NUMBERS = re.compile(r"^[-\d]+\s*")
 # Copy markers and trailing numbering left by file managers: "name (2)", "name_copy", "name-01".
@@ -32,11 +36,15 @@ def sidecar_caption(path: Path) -> str | None:
     """Caption from `name.txt` or `name.caption` beside the image, if there is one."""
     for extension in SIDECAR_EXTENSIONS:
         sidecar = Path(path).with_suffix(extension)
-        if sidecar.is_file():
-            try:
-                return " ".join(sidecar.read_text(encoding="utf-8", errors="replace").split())
-            except OSError:
-                return None
+        try:
+            with open_regular_file(sidecar, max_bytes=None) as handle:  # never a FIFO or a device
+                data = handle.read(SIDECAR_MAX_BYTES)
+        except FileNotFoundError:
+            continue
+        except (OSError, ImageReadError):
+            return None  # unreadable, empty or not a file: the next caption source applies
+        text = CONTROL_CHARACTERS.sub(" ", data.decode("utf-8", errors="replace"))
+        return " ".join(text.split())
     return None
 
 
@@ -51,8 +59,10 @@ class MetadataTable:
     def load(cls, path: Path, key_column: str) -> MetadataTable:
         """Read a .csv/.tsv or .jsonl table; `key_column` names the image file of each row."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"metadata file {path} does not exist")
+        if not path.is_file():
+            raise UserError(f"metadata file {path} is not a regular file; pass a .csv, .tsv or .jsonl file")
         records = _read_records(path)
         columns = sorted({c for r in records for c in r})
         if records and key_column not in columns:
@@ -96,7 +106,19 @@ def _read_records(path: Path) -> list[dict]:
                 records.append(record)
         return records
     dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-    return list(csv.DictReader(text.splitlines(), dialect=dialect))
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    records, ragged = [], []
+    try:
+        for row in reader:
+            if row.pop(None, None) is not None:  # more fields than the header names: the extras have no column
+                ragged.append(reader.line_num)
+            records.append(row)  # fewer fields than the header: the missing ones are None, read as empty
+    except csv.Error as error:
+        raise UserError(f"metadata file {path} line {reader.line_num}: {error}; fix the line or remove it") from None
+    if ragged:
+        print(f"artdiff: metadata file {path}: {len(ragged)} row(s) have more fields than the header (first at "
+              f"line {ragged[0]}); the extra values are ignored", file=sys.stderr)
+    return records
 
 
 def template_fields(template: str) -> list[str]:

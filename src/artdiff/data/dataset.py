@@ -10,6 +10,7 @@ from PIL import Image
 
 from artdiff.data.manifest import read_manifest
 from artdiff.errors import UserError
+from artdiff.utils.images import ImageReadError, read_rgb
 
 
 class ImageDataset:
@@ -31,9 +32,8 @@ class ImageDataset:
     def _load(self, index: int) -> torch.Tensor:
         path = self.root / self.records[index]["image"]
         try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except OSError as error:
+            image = read_rgb(path).image  # checked first: a FIFO, a device or a bomb is refused unopened
+        except (OSError, ImageReadError) as error:
             raise UserError(f"cannot read {path}: {error}; re-run `artdiff prepare` on the source") from None
         scale = self.size / min(image.size)
         if image.size != (self.size, self.size):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from artdiff.data.manifest import read_manifest
 from artdiff.errors import UserError
+from artdiff.utils.images import ImageReadError, read_rgb
 
 
 def load_labelled(data: Path, image_size: int, vocab: dict[str, list[str]] | None = None
@@ -36,8 +37,10 @@ def load_labelled(data: Path, image_size: int, vocab: dict[str, list[str]] | Non
 
 
 def _load(path: Path, size: int) -> np.ndarray:
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(image)
+    try:
+        image = read_rgb(path).image  # checked first: a FIFO, a device or a bomb is refused unopened
+    except (OSError, ImageReadError) as error:
+        raise UserError(f"cannot read {path}: {error}; re-run `artdiff synth` or `artdiff prepare`") from None
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image)

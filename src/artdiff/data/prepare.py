@@ -41,8 +41,8 @@ from artdiff.data.prepare_image import (
     scan_from_dict,
     scan_to_dict,
 )
+from artdiff.data.sources import list_images
 from artdiff.errors import UserError
-from artdiff.utils.images import is_image_path
 from artdiff.utils.io import JsonlAppender, atomic_write_json, read_jsonl
 from artdiff.utils.parallel import parallel_map, process_pool
 from artdiff.utils.progress import progress
@@ -65,13 +65,14 @@ class PrepareResult:
     reused: int
     skipped: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
+    captions: dict[str, int] = field(default_factory=dict)  # outputs per caption source (filename = fallback)
     elapsed_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The summary as plain JSON data."""
         return {"output": str(self.dst), "manifest": str(self.manifest), "report": str(self.report),
                 "found": self.found, "kept": self.kept_sources, "outputs": self.outputs, "reused": self.reused,
-                "skipped": self.skipped, "duplicates": self.duplicates, "elapsed_s": round(self.elapsed_s, 3)}
+                "skipped": self.skipped, "duplicates": self.duplicates, "captions": self.captions, "elapsed_s": round(self.elapsed_s, 3)}
 
 
 def prepare_folder(cfg: PrepareConfig) -> PrepareResult:
@@ -82,10 +83,11 @@ def prepare_folder(cfg: PrepareConfig) -> PrepareResult:
     state = dst / STATE_DIR
     _start_or_resume(cfg, dst, state)
 
-    keys, ignored = _list_sources(src, dst)
+    listing = list_images(src, exclude=dst)
+    keys, ignored = listing.keys, listing.ignored
     with process_pool(cfg.workers if keys else 1) as pool:  # one pool for both passes: spawning costs
         scans = _scan(cfg, keys, state, pool)
-        skipped = [(s.key, s.reason, s.detail) for s in scans if s.reason]
+        skipped = listing.skipped + [(s.key, s.reason, s.detail) for s in scans if s.reason]
         usable = [s for s in scans if not s.reason]
         too_small = {s.key for s in usable if min(s.width, s.height) < cfg.smallest_side}
         skipped += [(k, "too-small", f"shorter side under {cfg.smallest_side} px") for k in sorted(too_small)]
@@ -103,10 +105,11 @@ def prepare_folder(cfg: PrepareConfig) -> PrepareResult:
     manifest = write_manifest(dst, records)
     report = dst / REPORT_NAME
     result = PrepareResult(
-        dst=dst, manifest=manifest, report=report, found=len(keys), reused=reused,
+        dst=dst, manifest=manifest, report=report, found=len(keys) + len(listing.skipped), reused=reused,
         kept_sources=sum(1 for o in outcomes if not o.reason), outputs=len(records),
         skipped=dict(sorted(Counter(reason for _, reason, _ in skipped).items())),
         duplicates=dict(sorted(Counter(d.kind for d in duplicates).items())),
+        captions=dict(sorted(Counter(r["caption_source"] for r in records).items())),
         elapsed_s=time.perf_counter() - started,
     )
     atomic_write_json(report, _report(cfg, result, skipped, duplicates, records, ignored))
@@ -168,22 +171,6 @@ def _start_or_resume(cfg: PrepareConfig, dst: Path, state: Path) -> None:
     atomic_write_json(state_file, {"artdiff_version": __version__, "options": options, "options_hash": digest})
 
 
-def _list_sources(src: Path, dst: Path) -> tuple[list[str], int]:
-    """Image files under src (hidden files and the destination excluded), and how many others were ignored."""
-    keys, ignored = [], 0
-    for path in sorted(src.rglob("*")):
-        relative = path.relative_to(src)
-        if any(part.startswith(".") for part in relative.parts) or path == dst or dst in path.parents:
-            continue
-        if path.is_dir():
-            continue
-        if is_image_path(path):
-            keys.append(relative.as_posix())
-        elif path.suffix.lower() not in (".txt", ".caption", ".csv", ".tsv", ".jsonl", ".json", ".md"):
-            ignored += 1
-    return keys, ignored
-
-
 def _scan(cfg: PrepareConfig, keys: list[str], state: Path, pool: Executor | None) -> list[ScanResult]:
     """Scan every file, reusing cached results for files whose size and mtime are unchanged."""
     cache_file = state / "scan.jsonl"
@@ -201,7 +188,7 @@ def _scan(cfg: PrepareConfig, keys: list[str], state: Path, pool: Executor | Non
             results[key] = cached
         else:
             todo.append(key)
-    scanned = parallel_map(_scan_one, todo, pool=pool, args=(cfg.src, cfg.max_pixels))
+    scanned = parallel_map(_scan_one, todo, pool=pool, args=(cfg.src, cfg.max_pixels, cfg.max_file_size))
     with JsonlAppender(cache_file) as cache_journal:
         for result in progress(scanned, total=len(todo), desc="scan", enabled=cfg.progress):
             results[result.key] = result
@@ -209,9 +196,9 @@ def _scan(cfg: PrepareConfig, keys: list[str], state: Path, pool: Executor | Non
     return [results[k] for k in keys]
 
 
-def _scan_one(src: Path, max_pixels: int, key: str) -> ScanResult:
+def _scan_one(src: Path, max_pixels: int, max_bytes: int, key: str) -> ScanResult:
     """scan_file with the argument order parallel_map calls in (the item last)."""
-    return scan_file(src, key, max_pixels)
+    return scan_file(src, key, max_pixels, max_bytes)
 
 
 def _job(cfg: PrepareConfig, src: Path, scan: ScanResult, metadata: MetadataTable | None) -> SourceJob:
@@ -276,7 +263,7 @@ def _report(cfg: PrepareConfig, result: PrepareResult, skipped: list, duplicates
         "src": str(cfg.src), "dst": str(cfg.dst),
         "options": to_dict(cfg),
         "summary": {**result.to_json(), "ignored_non_images": ignored},
-        "captions": dict(sorted(Counter(r["caption_source"] for r in records).items())),
+        "captions": result.captions,
         "skipped": [{"source": k, "reason": r, "detail": d} for k, r, d in sorted(skipped)],
         "duplicates": [{"source": d.key, "duplicate_of": d.duplicate_of, "kind": d.kind, "distance": d.distance}
                        for d in duplicates],

@@ -32,6 +32,31 @@ def parse_size(value: object) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def parse_bytes(value: object) -> int:
+    """Read 536870912, "512M", "2G" or "100k" (binary units) as a number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", str(value))
+        if not match:
+            raise ValueError("expected a size such as 512M, 2G or a number of bytes")
+        size = int(float(match.group(1)) * 1024 ** " KMGT".index((match.group(2) or " ").upper()))
+    if size < 1:
+        raise ValueError("the size must be at least one byte")
+    return size
+
+
+def check_color(text: str, flag: str) -> None:
+    """Refuse a colour Pillow cannot read (names, #rgb, #rrggbb, rgb(...), hsl(...)), naming the flag."""
+    from PIL import ImageColor  # imported here: the command line's --help must stay light
+
+    try:
+        ImageColor.getrgb(text)
+    except (ValueError, AttributeError):
+        raise ValueError(f"{flag} {text!r} is not a colour; use a name such as white or a hex code such as "
+                         "#808080") from None
+
+
 @dataclass
 class PrepareConfig:
     """How a folder of artwork becomes a dataset."""
@@ -67,6 +92,8 @@ class PrepareConfig:
     near_dup_threshold: int = option(4, "largest perceptual-hash distance (of 64 bits) counted as a near duplicate")
     min_size: int | None = option(None, "skip images whose shorter side is smaller (default: half the target's)")
     max_pixels: int = option(178_956_970, "skip images with more pixels than this (decompression bombs)")
+    max_file_size: int = option(512 * 1024**2, "skip files larger than this (e.g. 512M, 2G), judged before reading",
+                                parse=parse_bytes, metavar="SIZE", shown_default="512M")
     format: Literal["png", "jpg", "webp"] = option("png", "output image format")
     quality: int = option(95, "JPEG/WebP quality")
     workers: int = option(0, "worker processes (0 = one per core)")
@@ -75,6 +102,7 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
         self.size = parse_size(self.size)
+        self.max_file_size = parse_bytes(self.max_file_size)
         if self.metadata is not None:
             self.metadata = Path(self.metadata)
         checks = [
@@ -92,6 +120,8 @@ class PrepareConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        check_color(self.background, "--background")
+        check_color(self.pad_color, "--pad-color")
         if self.captions == "metadata" and self.metadata is None:
             raise ValueError("--captions metadata needs --metadata FILE")
         if self.filename_regex is not None:

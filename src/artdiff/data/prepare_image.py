@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
 from artdiff.data import crops
 from artdiff.data.dedup import perceptual_hash
 from artdiff.data.prepare_config import PrepareConfig
-from artdiff.utils.images import ImageReadError, decode_rgb, open_image, parse_color, resize
+from artdiff.utils.images import (
+    ImageReadError,
+    open_image,
+    open_regular_file,
+    parse_color,
+    pixel_limit,
+    read_rgb,
+    resize,
+)
 from artdiff.utils.io import atomic_path
 
 FOCAL_DEBUG_DIR = "focal-debug"
@@ -34,25 +43,47 @@ class ScanResult:
     detail: str = ""
 
 
-def scan_file(src: Path, key: str, max_pixels: int) -> ScanResult:
-    """Hash a file and read its size and perceptual hash; never raises for a bad file."""
+def scan_file(src: Path, key: str, max_pixels: int, max_bytes: int | None = None) -> ScanResult:
+    """Hash a file and read its size and perceptual hash; never raises for a bad file.
+
+    The file's stat is checked first (regular, not empty, at most `max_bytes`) and its header (at most
+    `max_pixels`) before any pixel is decoded; it is hashed in chunks, so memory stays bounded.
+    """
     path = src / key
     try:
-        stat = path.stat()
-        data = path.read_bytes()
+        stat = os.stat(path)
     except OSError as error:
         return ScanResult(key, 0, 0, reason="unreadable", detail=error.strerror or str(error))
-    result = ScanResult(key, stat.st_size, stat.st_mtime_ns, sha256=hashlib.sha256(data).hexdigest())
+    result = ScanResult(key, stat.st_size, stat.st_mtime_ns)
     try:
-        image = open_image(data, max_pixels=max_pixels)
-        result.width, result.height = _oriented_size(image)
-        image.draft("RGB", (64, 64))  # JPEG only: decode at reduced scale, plenty for a 32x32 hash
-        result.phash = perceptual_hash(image)
+        with open_regular_file(path, max_bytes=max_bytes) as handle:
+            result.sha256 = _sha256(handle)
+            handle.seek(0)
+            _read_header_and_phash(result, handle, max_pixels)
     except ImageReadError as error:
         result.reason, result.detail = error.reason, error.detail
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        result.reason, result.detail = "truncated", str(error)
+    except OSError as error:
+        result.reason, result.detail = "unreadable", error.strerror or str(error)
     return result
+
+
+def _sha256(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_header_and_phash(result: ScanResult, handle: BinaryIO, max_pixels: int) -> None:
+    """Fill in size and pHash; a file that cannot be decoded raises ImageReadError."""
+    image = open_image(handle, max_pixels=max_pixels)  # the header alone: refuses a bomb before decoding
+    try:
+        with pixel_limit(max_pixels):
+            result.width, result.height = _oriented_size(image)
+            image.draft("RGB", (64, 64))  # JPEG only: decode at reduced scale, plenty for a 32x32 hash
+            result.phash = perceptual_hash(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageReadError("truncated", str(error)) from None
 
 
 def _oriented_size(image: Image.Image) -> tuple[int, int]:
@@ -94,13 +125,13 @@ def process_source(cfg: PrepareConfig, job: SourceJob) -> SourceOutcome:
     """Decode one source, cut it into its outputs, and write them atomically."""
     outcome = SourceOutcome(job.key, job.sha256)
     try:
-        data = (cfg.src / job.key).read_bytes()
-        decoded = decode_rgb(data, background=parse_color(cfg.background), max_pixels=cfg.max_pixels)
-    except OSError as error:
-        outcome.reason, outcome.detail = "unreadable", error.strerror or str(error)
-        return outcome
+        decoded = read_rgb(cfg.src / job.key, background=parse_color(cfg.background), max_pixels=cfg.max_pixels,
+                           max_bytes=cfg.max_file_size)
     except ImageReadError as error:
         outcome.reason, outcome.detail = error.reason, error.detail
+        return outcome
+    except OSError as error:
+        outcome.reason, outcome.detail = "unreadable", error.strerror or str(error)
         return outcome
     image = decoded.image
     if min(image.size) < cfg.smallest_side:

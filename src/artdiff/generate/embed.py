@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from artdiff.data.sources import list_images
 from artdiff.errors import UserError
 from artdiff.models.encoders import JointEncoder
-from artdiff.utils.images import ImageReadError, decode_rgb, is_image_path
+from artdiff.utils.images import ImageReadError, read_rgb
 from artdiff.utils.io import atomic_path
 
 
@@ -29,31 +30,46 @@ class EmbedResult:
         return {"out": str(self.out), "images": self.images, "skipped": self.skipped, "dim": self.dim}
 
 
+def check_paths(folder: Path, out: Path) -> None:
+    """Refuse a missing folder or an --out that names a folder, before any model loads."""
+    if not folder.exists():
+        raise UserError(f"folder {folder} does not exist; pass a folder of images")
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder; put the images in a folder and pass that")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; name the file to write, e.g. {out / 'style.safetensors'}")
+
+
 @torch.no_grad()
 def embed_folder(folder: Path, encoder: JointEncoder, out: Path, *, batch_size: int = 32) -> EmbedResult:
-    """Average the unit image embeddings of every readable image under `folder` and renormalise the mean."""
-    paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p)) if Path(folder).is_dir() \
-        else []
-    if not paths:
-        raise UserError(f"no images in {folder}")
-    total, count, skipped = torch.zeros(encoder.dim), 0, []
-    for start in range(0, len(paths), batch_size):
+    """Average the unit image embeddings of every readable image under `folder` and renormalise the mean.
+
+    The folder is read as `artdiff prepare` reads it: hidden files and folders are left out, and FIFOs,
+    devices and oversized files are skipped without being opened.
+    """
+    folder, out = Path(folder), Path(out)
+    check_paths(folder, out)
+    listing = list_images(folder)
+    if not listing.keys:
+        raise UserError(f"no images in {folder} (hidden files and folders are left out)")
+    total, count, skipped = torch.zeros(encoder.dim), 0, [shown for shown, _, _ in listing.skipped]
+    for start in range(0, len(listing.keys), batch_size):
         batch = []
-        for path in paths[start:start + batch_size]:
+        for key in listing.keys[start:start + batch_size]:
             try:
-                image = decode_rgb(path.read_bytes()).image
+                image = read_rgb(folder / key).image
             except (OSError, ImageReadError):
-                skipped.append(str(path))
+                skipped.append(key)
                 continue
             batch.append(image)
         if batch:  # PIL images of any size: the encoder's contract resizes and crops each one
             total += encoder.embed_images(batch).sum(0)
             count += len(batch)
     if count == 0:
-        raise UserError(f"none of the {len(paths)} images in {folder} could be read")
+        raise UserError(f"none of the {len(listing.keys)} images in {folder} could be read")
     mean = F.normalize(total / count, dim=0)  # the model was trained on unit embeddings
-    with atomic_path(Path(out)) as tmp:
+    with atomic_path(out) as tmp:
         save_file({"embedding": mean.contiguous()}, str(tmp),
                   metadata={"images": str(count), "encoder": encoder.name,
                             "preprocessing": str(encoder.preprocessing.to_dict())})
-    return EmbedResult(Path(out), count, skipped, encoder.dim)
+    return EmbedResult(out, count, skipped, encoder.dim)

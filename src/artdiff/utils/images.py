@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import re
+import stat
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, ImageCms, ImageColor, ImageOps
@@ -23,6 +28,10 @@ PIL_KERNELS = {
 # Kernels torch can apply without antialiasing (torch.nn.functional.interpolate, antialias=False).
 NO_ANTIALIAS_KERNELS = ("bicubic", "bilinear", "nearest")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2 x MAX_IMAGE_PIXELS), kept as the default
+DEFAULT_MAX_BYTES = 512 * 1024**2  # far above any real artwork file; a bound on what one read can cost
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
 class ImageReadError(Exception):
@@ -51,43 +60,101 @@ def parse_color(text: str) -> tuple[int, int, int]:
         raise ValueError(f"unknown colour {text!r}; use a name such as white or a hex code such as #808080") from None
 
 
-def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
-    """Open image bytes lazily, refusing decompression bombs before any pixel is decoded."""
-    if not data:
+def describe_file_kind(mode: int) -> str | None:
+    """What a non-regular file is ("a FIFO (named pipe)", ...), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def check_file(info: os.stat_result, *, max_bytes: int | None) -> None:
+    """Refuse, from its stat alone, a file that is not regular, is empty, or is larger than `max_bytes`."""
+    kind = describe_file_kind(info.st_mode)
+    if kind is not None:
+        raise ImageReadError("not-a-file", f"{kind}; only regular files are read")
+    if info.st_size == 0:
         raise ImageReadError("empty-file", "the file is zero bytes")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise ImageReadError("too-large", f"{_megabytes(info.st_size)} is over the {_megabytes(max_bytes)} limit")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024**2:.1f} MB" if size >= 1024**2 else f"{size} bytes"
+
+
+@contextlib.contextmanager
+def open_regular_file(path: Path, *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Iterator[BinaryIO]:
+    """Open a file for reading after checking its stat; FIFOs, devices and sockets (or links to them) stay unopened.
+
+    Raises ImageReadError for a file that must not be read and OSError for one that cannot be.
+    """
+    check_file(os.stat(path), max_bytes=max_bytes)
+    # O_NONBLOCK: should the path become a FIFO between stat and open, opening it cannot block.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as handle:
+        check_file(os.fstat(fd), max_bytes=max_bytes)
+        yield handle
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Let Pillow refuse images over `max_pixels` while the block runs (its global limit is restored after)."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow warns above this and raises above twice this: both refuse
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as error:
-        raise ImageReadError("decompression-bomb", str(error)) from None
-    except Image.DecompressionBombWarning as error:
-        raise ImageReadError("decompression-bomb", str(error)) from None
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))  # Pillow's message names the size, then its own limit
+        size = f"{found.group(1)} pixels" if found else "the image"
+        raise ImageReadError("decompression-bomb", f"{size} is over the {max_pixels}-pixel limit") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def open_image(data: bytes | BinaryIO, *, max_pixels: int) -> Image.Image:
+    """Open image bytes or a binary file lazily, refusing decompression bombs before any pixel is decoded."""
+    if isinstance(data, (bytes, bytearray)):
+        if not data:
+            raise ImageReadError("empty-file", "the file is zero bytes")
+        data = io.BytesIO(data)
+    try:
+        with pixel_limit(max_pixels):
+            image = Image.open(data)
     except Image.UnidentifiedImageError:
         raise ImageReadError("not-an-image", "not a format Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError("truncated", str(error)) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageReadError("decompression-bomb", f"{width}x{height} is more than {max_pixels} pixels")
+        raise ImageReadError("decompression-bomb", f"{width}x{height} is over the {max_pixels}-pixel limit")
     return image
 
 
-def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255),
-               max_pixels: int = 178_956_970) -> DecodedImage:
-    """Decode image bytes to RGB: first frame, EXIF orientation, transparency over `background`."""
+def decode_rgb(data: bytes | BinaryIO, *, background: tuple[int, int, int] = (255, 255, 255),
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode image bytes (or a binary file) to RGB: first frame, EXIF orientation, transparency over `background`."""
     image = open_image(data, max_pixels=max_pixels)
     source_mode, fmt = image.mode, image.format
     try:
-        image.seek(0)  # GIF, multi-page TIFF: the first frame
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = to_rgb(image, background)
+        with pixel_limit(max_pixels):  # Pillow checks frames again as it decodes them (GIF)
+            image.seek(0)  # GIF, multi-page TIFF: the first frame
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = to_rgb(image, background)
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageReadError("truncated", str(error)) from None
     return DecodedImage(image=rgb, source_mode=source_mode, format=fmt)
+
+
+def read_rgb(path: Path, *, background: tuple[int, int, int] = (255, 255, 255),
+             max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = DEFAULT_MAX_BYTES) -> DecodedImage:
+    """Decode an image file to RGB, checking it (regular file, size, header) before reading it; see decode_rgb."""
+    with open_regular_file(path, max_bytes=max_bytes) as handle:
+        return decode_rgb(handle, background=background, max_pixels=max_pixels)
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
