@@ -69,7 +69,7 @@ class PrepareConfig:
     kernel: Kernel = option("lanczos", "resize kernel")
     antialias: bool = option(True, "antialias when shrinking (--no-antialias matches models trained without it)")
     background: str = option("white", "colour behind transparent pixels (name or #rrggbb)")
-    pad_color: str = option("black", "letterbox colour for --crop pad")
+    pad_color: str = option("black", "letterbox colour for --crop pad (name or #rrggbb)")
     focal_debug: bool = option(False, "with --crop focal, write DST/focal-debug/ images showing the chosen window")
     bucket_step: int = option(64, "bucket sides are multiples of this")
     bucket_max_ratio: float = option(2.0, "widest bucket aspect ratio (long side / short side)")

@@ -10,7 +10,7 @@ from artdiff.utils.images import is_image_path
 
 # Files beside the images that are read as captions or metadata, so not counted as ignored.
 COMPANION_SUFFIXES = (".txt", ".caption", ".csv", ".tsv", ".jsonl", ".json", ".md")
-BAD_NAME_FIX = "is not valid UTF-8; rename it (e.g. `convmv -f latin1 -t utf8 -r --notest FOLDER`)"
+BAD_NAME_FIX = "is not valid UTF-8; rename it to UTF-8 (e.g. with `convmv -f latin1 -t utf8`)"
 
 
 @dataclass
