@@ -29,7 +29,11 @@ def check_number(flag: str, value: Any, low: float, high: float, *, whole: bool 
     kind = "a whole number" if whole else "a number"
     wrong = isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
     if wrong or not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{flag} {value!r} must be {kind} from {low:g} to {high:g}")
+        raise ValueError(f"{flag} {value!r} must be {kind} from {_shown(low)} to {_shown(high)}")
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def check_text(flag: str, value: str) -> None:
@@ -46,7 +50,10 @@ def check_sampling(options: Any) -> None:
     """The checks generate and vary share: seed, counts, steps, guidance, eta, sizes, text and the output folder."""
     options.out = Path(options.out)
     if options.seed != -1:
-        check_number("--seed", options.seed, 0, SEED_MAX, whole=True)
+        try:
+            check_number("--seed", options.seed, 0, SEED_MAX, whole=True)
+        except ValueError as error:
+            raise ValueError(f"{error}, or -1 for a random one (A1111's range)") from None
     check_number("-n", options.n, 1, MAX_IMAGES, whole=True)
     check_number("--batch-size", options.batch_size, 1, MAX_BATCH, whole=True)
     check_number("--steps", options.steps, 1, MAX_STEPS, whole=True)
