@@ -1,4 +1,4 @@
-"""Decode any image file to RGB and resize it with a chosen kernel, with or without antialiasing."""
+"""Read image files safely (stat and header checked before any read), decode them to RGB, and resize them."""
 
 from __future__ import annotations
 
