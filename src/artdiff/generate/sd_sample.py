@@ -8,6 +8,7 @@ forward, so a DDIM, Euler or DPM++ 2M run matches StableDiffusionPipeline with t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -23,7 +24,17 @@ from artdiff.core.schedules import (
     karras_sigmas,
     sigmas_at,
 )
+from artdiff.errors import NonFiniteError, UserError
+from artdiff.generate.sampling_guards import (
+    check_conditions,
+    check_finite,
+    check_images,
+    check_steps,
+    scale_hints,
+)
+from artdiff.models.latents import TILE_THRESHOLD, Latents
 from artdiff.models.stable_diffusion import StableDiffusion
+from artdiff.utils import memory
 
 # Samplers whose diffusers counterpart works in variance-preserving coordinates: their initial noise has
 # std sqrt(sigma_0^2 + 1) in artdiff's variance-exploding coordinates. Euler-family schedulers start at
@@ -34,8 +45,11 @@ VP_SAMPLERS = ("ddim", "ddpm", "dpm++2m", "plms")
 def sd_denoiser(model: StableDiffusion) -> DiscreteDenoiser:
     """D(x, sigma, encoder_hidden_states=...) -> x0 for the model's UNet and training schedule."""
     s = model.schedule
-    betas = ddpm_betas(s["beta_schedule"], num_train_timesteps=s["num_train_timesteps"], beta_start=s["beta_start"],
-                       beta_end=s["beta_end"])
+    try:
+        betas = ddpm_betas(s["beta_schedule"], num_train_timesteps=s["num_train_timesteps"],
+                           beta_start=s["beta_start"], beta_end=s["beta_end"])
+    except ValueError as error:  # a second line of defence: the loader validates the scheduler config first
+        raise UserError(f"{model.path}: its scheduler config cannot be sampled: {error}") from None
     unet = model.unet
     network = lambda x, t, **cond: unet(x, t, **cond, return_dict=False)[0]  # noqa: E731
     return DiscreteDenoiser(network, alphas_cumprod(betas), parameterization=model.parameterization)
@@ -45,8 +59,9 @@ def sd_sigmas(denoiser: DiscreteDenoiser, schedule: dict, steps: int, sampler: s
               ) -> torch.Tensor:
     """Descending sigmas ending at the final one: the spacing of the scheduler diffusers pairs with `sampler`."""
     table, n_train = denoiser.sigma_table, schedule["num_train_timesteps"]
-    if karras:
-        return append_zero(karras_sigmas(steps, denoiser.sigma_min, denoiser.sigma_max))
+    check_steps(steps, n_train)
+    if karras:  # karras_sigmas ends with 0 already; a second 0 made every sampler divide by sigma = 0
+        return karras_sigmas(steps, denoiser.sigma_min, denoiser.sigma_max)
     spacing, offset = schedule.get("timestep_spacing", "leading"), schedule.get("steps_offset", 0)
     if sampler == "dpm++2m":
         timesteps = dpm_solver_timesteps(steps, num_train_timesteps=n_train, spacing=spacing, steps_offset=offset)
@@ -76,17 +91,25 @@ def per_image_noise(seeds: list[int], shape: tuple[int, int, int]) -> tuple[torc
 def sample_sd(model: StableDiffusion, cond: torch.Tensor, uncond: torch.Tensor, *, seeds: list[int], height: int,
               width: int, steps: int, cfg_scale: float, sampler: str = "dpm++2m", rescale: float = 0.0,
               karras: bool = False, eta: float = 0.0, init_latents: torch.Tensor | None = None,
-              strength: float = 1.0, callback=None) -> torch.Tensor:
+              strength: float = 1.0, callback=None, hints: Sequence[str] = ()) -> torch.Tensor:
     """Decoded images (N, 3, H, W) in [0, 1] for text embeddings cond/uncond (1, L, D) shared by the N seeds.
 
     With init_latents (N, 4, h, w) and strength < 1, sampling starts part-way, from the init image noised to
-    that level (img2img, as diffusers' StableDiffusionImg2ImgPipeline).
+    that level (img2img, as diffusers' StableDiffusionImg2ImgPipeline). hints: the caller's likely causes
+    should the sample turn NaN (e.g. "a LoRA scale of 1e30"), put first in the NonFiniteError's message.
+    Raises UserError before allocating when the request cannot fit in the device's memory.
     """
+    check_finite(cfg_scale=cfg_scale, rescale=rescale, eta=eta, strength=strength)
+    hints = [*hints, *scale_hints(cfg_scale)]
+    check_conditions({"the prompt": cond, "the negative prompt": uncond}, hints)
     denoiser = sd_denoiser(model)
     sigmas = sd_sigmas(denoiser, model.schedule, steps, sampler, karras=karras)
     factor, channels = model.vae_factor, model.unet.config.in_channels
-    noise, generators = per_image_noise(seeds, (channels, height // factor, width // factor))
     device, dtype = model.unet.device, model.unet.dtype
+    memory.check_generation_fits(model.unet.config, model.vae.config, device=device, batch=len(seeds), copies=2,
+                                 height=height, width=width, factor=factor, dtype_bytes=dtype.itemsize,
+                                 tile_threshold=TILE_THRESHOLD)
+    noise, generators = per_image_noise(seeds, (channels, height // factor, width // factor))
     noise = noise.to(device, dtype)
     if init_latents is not None and strength < 1.0:
         start = steps - min(int(steps * strength), steps)  # diffusers' get_timesteps
@@ -99,15 +122,22 @@ def sample_sd(model: StableDiffusion, cond: torch.Tensor, uncond: torch.Tensor, 
     model_fn = classifier_free(denoiser, conds, {"encoder_hidden_states": uncond.to(device, dtype).expand(batch, -1, -1)},
                                GuidanceConfig(scale=cfg_scale, rescale=rescale))
     options = {"eta": eta} if sampler in ("ddim", "euler_a") else {}
-    x = SAMPLERS[sampler](model_fn, x, sigmas.to(device), generator=generators, callback=callback, **options)
+    try:
+        x = SAMPLERS[sampler](model_fn, x, sigmas.to(device), generator=generators, callback=callback, **options)
+    except NonFiniteError as error:
+        raise error.with_hints(hints) from None
     x = x / math.sqrt(float(sigmas[-1]) ** 2 + 1)  # back to VP coordinates when the last sigma is not 0
-    return decode_latents(model, x)
+    return check_images(decode_latents(model, x), hints)
 
 
 def decode_latents(model: StableDiffusion, latents: torch.Tensor) -> torch.Tensor:
-    """VAE decode with the model's latent scale, to [0, 1] float32 on the CPU."""
-    images = model.vae.decode(latents / model.latent_scale, return_dict=False)[0]
-    return (images / 2 + 0.5).clamp(0, 1).float().cpu()
+    """VAE decode with the model's latent scale, to [0, 1] float32 on the CPU.
+
+    One image at a time, and in tiles above TILE_THRESHOLD px: the full-resolution decode is the peak of a
+    generation, and this keeps it at one image's (or one tile's) worth.
+    """
+    codec = Latents(model.vae, scale=model.latent_scale)
+    return torch.cat([codec.decode(latents[i:i + 1]).cpu() for i in range(latents.shape[0])])
 
 
 def encode_image_latents(model: StableDiffusion, images: torch.Tensor) -> torch.Tensor:
