@@ -19,12 +19,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from artdiff.data.manifest import read_manifest
 from artdiff.data.synthetic_labels import GROUNDS, LABEL_KEYS, PALETTES, STYLES, canonical_prompt, caption_for
 from artdiff.errors import UserError
+from artdiff.utils.images import ImageReadError, read_rgb
 from artdiff.utils.progress import progress
 
 VOCAB: dict[str, tuple[str, ...]] = {"style": STYLES, "palette": PALETTES, "ground": GROUNDS}
@@ -186,9 +186,8 @@ def _embed_images(encoder: Embedder, data: Path, records: list[dict[str, Any]], 
         pixels = []
         for offset, record in enumerate(records[start:start + batch_size]):
             try:
-                with Image.open(data / record["image"]) as image:
-                    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-            except (OSError, UnidentifiedImageError):
+                array = np.asarray(read_rgb(data / record["image"]).image, dtype=np.float32) / 255  # never a FIFO
+            except (OSError, ImageReadError):
                 unreadable.add(start + offset)
                 continue
             pixels.append(torch.from_numpy(array).permute(2, 0, 1))  # (3, H, W) in [0, 1]

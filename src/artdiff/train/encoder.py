@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from artdiff.config import load_yaml, save_yaml, to_dict
@@ -54,6 +53,7 @@ from artdiff.train.encoder_resume import (
     run_tokenizer,
 )
 from artdiff.train.interrupt import StopFlag
+from artdiff.utils.images import ImageReadError, read_rgb
 from artdiff.utils.io import write_jsonl
 from artdiff.utils.progress import ProgressBar
 
@@ -108,9 +108,8 @@ def load_pairs(data: Path, prep: Preprocessing) -> Pairs:
             skipped["no caption"] += 1
             continue
         try:
-            with Image.open(Path(data) / record["image"]) as image:
-                array = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
-        except (OSError, KeyError, UnidentifiedImageError):
+            array = np.asarray(read_rgb(Path(data) / record["image"]).image)  # (H, W, 3) uint8; never opens a FIFO
+        except (OSError, KeyError, ImageReadError):
             skipped["unreadable image"] += 1
             continue
         pixels = torch.from_numpy(array.copy()).permute(2, 0, 1)[None]  # (1, 3, H, W)
