@@ -123,7 +123,7 @@ def test_embeddings_new_token_and_override_applied_only_when_asked(sd_dir, tmp_p
     save_diffusers_embeds(tmp_path / "wild.safetensors",
                           TextualInversion("<wild>", torch.randn(3, 32), "diffusers"))
     save_a1111_safetensors(tmp_path / "sea.safetensors",
-                           TextualInversion("sea", torch.randn(1, 32), "a1111-safetensors", override_word="sea"))
+                           TextualInversion("dusk", torch.randn(1, 32), "a1111-safetensors", override_word="dusk"))
     common = dict(model=str(sd_dir), steps=2, sampler="euler", size=16, n=1, seed=0)
     generate(GenerateOptions(prompts=["a painting by <wild>"], embeddings=[str(tmp_path / "wild.safetensors")],
                              out=tmp_path / "wild", **common))
@@ -134,7 +134,7 @@ def test_embeddings_new_token_and_override_applied_only_when_asked(sd_dir, tmp_p
                                  out=tmp_path / "refused", **common))
     generate(GenerateOptions(prompts=["the sea at dusk"], negative="a cat", embeddings=[str(tmp_path / "sea.safetensors")],
                              apply_overrides=True, out=tmp_path / "sea", **common))
-    assert "override 'sea'" in capsys.readouterr().err
+    assert "override 'dusk'" in capsys.readouterr().err
     sidecar = json.loads((tmp_path / "sea" / "00000-0.json").read_text())
     assert sidecar["embeddings"][0]["prompts_changed"] == ["the sea at dusk"]
     generate(GenerateOptions(prompts=["the sea at dusk"], negative="a cat", out=tmp_path / "base", **common))
