@@ -132,11 +132,12 @@ def _check_embedding_options(options: GenerateOptions) -> None:
             ("--init-image", options.init_image, "use an image prompt: --image PATH:WEIGHT"),
             ("--width/--height", options.width or options.height, "these models make square images: --size"),
             ("--lora", options.lora, "LoRA adapts Stable Diffusion models"),
-            ("--clip-skip", options.clip_skip != 1, "their text encoder has no CLIP layers to skip"),
-            ("--model-config/--tokenizer", options.model_config or options.tokenizer,
-             "those build Stable Diffusion .safetensors/.ckpt files")):
+            ("--clip-skip", options.clip_skip != 1, "their text encoder has no CLIP layers to skip")):
         if given:
             raise UserError(f"{flag} is for Stable Diffusion models; embedding models: {instead}")
+    if options.model_config or options.tokenizer:
+        raise UserError("--model-config and --tokenizer are for Stable Diffusion .safetensors/.ckpt files; an "
+                        "embedding model folder holds its own parts")
 
 
 def generate_embedding(options: GenerateOptions) -> GenerateResult:
