@@ -225,3 +225,22 @@ def test_convert_refuses_a_dataset_and_demo_a_missing_artworks_folder(tmp_path, 
     assert main_code(["demo", "--artworks", str(tmp_path / "nope"), "--out", str(tmp_path / "demo")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err and not (tmp_path / "demo").exists()
+
+
+def test_an_error_a_library_makes_of_a_swallowed_interrupt_is_still_an_interrupt(capsys, monkeypatch):
+    from artdiff.cli import main as cli
+
+    def run(args):
+        try:  # what transformers' lazy import does with a Ctrl-C that lands inside an import
+            os.kill(os.getpid(), signal.SIGINT)
+        except BaseException:  # noqa: BLE001 - the library swallows it
+            pass
+        raise ModuleNotFoundError("Could not import module 'CLIPModel'")
+
+    module = type(sys)("swallowing_command")
+    module.add_parser = lambda subparsers: subparsers.add_parser("swallowing")
+    module.run = run
+    monkeypatch.setitem(sys.modules, "swallowing_command", module)
+    monkeypatch.setitem(cli.COMMANDS, "swallowing", ("swallowing_command", "swallows a Ctrl-C"))
+    assert cli.main(["swallowing"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["artdiff swallowing: interrupted"]

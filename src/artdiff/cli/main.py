@@ -8,6 +8,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 # name -> (module, one-line help). Modules are imported only for the command being run,
 # so `artdiff --help` stays fast and never imports torch.
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     label = f"artdiff {selected}" if selected in COMMANDS else "artdiff"
     interrupts = _Interrupts(label)  # first of all: a Ctrl-C or kill while torch imports is one line too
     try:
-        return _run(argv, selected, label)
+        return _run(argv, selected, label, interrupted=lambda: interrupts.raised)
     except KeyboardInterrupt:
         print(f"{label}: interrupted", file=sys.stderr)
         return INTERRUPTED
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         interrupts.finish(as_program=as_program)
 
 
-def _run(argv: list[str], selected: str | None, label: str) -> int:
+def _run(argv: list[str], selected: str | None, label: str, *, interrupted: Callable[[], bool]) -> int:
     """Build the parser (importing the command), parse, run, and turn an exception into one line."""
     debug = "--debug" in argv
     try:
@@ -128,6 +129,10 @@ def _run(argv: list[str], selected: str | None, label: str) -> int:
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:  # noqa: BLE001 - the one place errors become a message
+        if interrupted():
+            # A library caught the KeyboardInterrupt (transformers' lazy imports re-raise what a half-done
+            # import left as ModuleNotFoundError): whatever surfaces after a stop signal is that signal.
+            raise KeyboardInterrupt from None
         if debug:
             raise
         print(f"{label}: error: {describe_error(error)}", file=sys.stderr)
