@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from artdiff.cli.main import main
 from artdiff.core.samplers import SAMPLERS
 from artdiff.errors import NonFiniteError, UserError
 from artdiff.generate.sample import sample_from_embeddings
@@ -16,7 +19,10 @@ from artdiff.models.latents import Latents
 from artdiff.models.stable_diffusion import StableDiffusion, schedule_from_scheduler_config
 from artdiff.models.vae_specs import build_vae, vae_preset
 from artdiff.utils import memory
-from sd_fixtures import SD_SCHEDULER, tiny_sd_vae, tiny_unet
+from iv_fixtures import tiny_iv
+from sd_fixtures import SD_SCHEDULER, tiny_sd, tiny_sd_vae, tiny_unet
+
+from helpers import pattern, save
 
 SAMPLER_NAMES = sorted(SAMPLERS)
 SCHEDULES = {"discrete": {"type": "discrete", "beta_schedule": "scaled_linear", "num_train_timesteps": 1000},
@@ -171,14 +177,14 @@ def test_the_estimate_passes_ordinary_requests_and_grows_with_size_and_batch():
 
 def test_an_oversized_request_is_refused_with_the_largest_size_that_fits(sd, monkeypatch):
     model, cond = sd
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 64 * 2**20)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 512 * 2**20)
     with pytest.raises(UserError, match=r"100000x100000.*largest size that fits is (\d+)x\1") as caught:
         sample_sd(model, cond, cond, seeds=[0], height=100000, width=100000, steps=2, cfg_scale=5.0)
     side = int(str(caught.value).split("largest size that fits is ")[1].split("x")[0])
     fits = dict(unet_config=model.unet.config, vae_config=model.vae.config, batch=1, copies=2, factor=2,
                 dtype_bytes=4)
-    assert memory.generation_peak_bytes(**fits, height=side, width=side) * memory.MARGIN <= 64 * 2**20
-    assert memory.generation_peak_bytes(**fits, height=side + 64, width=side + 64) * memory.MARGIN > 64 * 2**20
+    assert memory.generation_peak_bytes(**fits, height=side, width=side) * memory.MARGIN <= 512 * 2**20
+    assert memory.generation_peak_bytes(**fits, height=side + 64, width=side + 64) * memory.MARGIN > 512 * 2**20
     # the suggestion is real: sampling at that size gets past the check (stopped by a sentinel before the UNet)
     monkeypatch.setattr("artdiff.generate.sd_sample.per_image_noise", sentinel)
     with pytest.raises(Sentinel):
@@ -196,7 +202,7 @@ def test_a_batch_too_large_names_the_batch_that_fits(sd, embedding_model, monkey
     batch = int(str(caught.value).split("--batch-size ")[1].split()[0].strip(",;)"))
     assert 2 <= batch < 16 and need(batch) * memory.MARGIN <= budget < need(batch + 1) * memory.MARGIN
     unet, latents = embedding_model
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 64 * 2**20)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 512 * 2**20)
     with pytest.raises(UserError, match="largest size that fits"):
         sample_from_embeddings(unet, latents, SCHEDULES["cosine"], "v", [[(cond[0, :1], 1.0)]], cfg_scale=3.0,
                                steps=2, seed=0, latent_size=50000)
@@ -213,3 +219,37 @@ class Sentinel(Exception):
 
 def sentinel(*args, **kwargs):
     raise Sentinel
+
+
+# ---- through the command line, as the issue ran it ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("karras-cli")
+    return tiny_sd(root / "sd"), tiny_iv(root / "iv")
+
+
+def written_pngs(folder) -> list:
+    return [np.asarray(Image.open(path).convert("RGB"), dtype=float) for path in sorted(folder.rglob("*.png"))]
+
+
+@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
+def test_generate_and_vary_with_karras_write_real_images(model_dirs, tmp_path, sampler, capsys):
+    sd_dir, iv_dir = model_dirs
+    common = ["--sampler", sampler, "--karras", "--steps", "3", "--size", "16", "--seed", "1"]
+    assert main(["generate", "--model", str(sd_dir), "a lighthouse", *common, "--out", str(tmp_path / "g")]) == 0, \
+        capsys.readouterr().err
+    reference = save(pattern(32, 32), tmp_path / "ref.png")
+    assert main(["vary", str(reference), "--model", str(iv_dir), *common, "--out", str(tmp_path / "v")]) == 0, \
+        capsys.readouterr().err
+    for folder in ("g", "v"):
+        images = written_pngs(tmp_path / folder)
+        assert images and all(image.std() > 1.0 for image in images), f"{folder}: a flat image was written"
+
+
+def test_a_runaway_cfg_is_one_line_from_the_command_line(model_dirs, tmp_path, capsys):
+    code = main(["generate", "--model", str(model_dirs[0]), "a lighthouse", "--cfg", "1e30", "--steps", "3",
+                 "--size", "16", "--out", str(tmp_path / "g")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "bug" not in err
+    assert not written_pngs(tmp_path)
