@@ -101,6 +101,10 @@ def test_steps_beyond_the_schedule_or_below_one_are_one_clear_line(sd, embedding
     images = sample_sd(model, cond, torch.zeros_like(cond), seeds=[0], height=16, width=16, steps=1, cfg_scale=5.0,
                        sampler=sampler, karras=karras)
     assert torch.isfinite(images).all()
+    for schedule in SCHEDULES.values():
+        images = sample_from_embeddings(unet, latents, schedule, "v", [[(cond[0, :1], 1.0)]], cfg_scale=3.0, steps=1,
+                                        seed=0, latent_size=8, sampler=sampler, karras=karras)
+        assert torch.isfinite(images).all()
 
 
 @pytest.mark.parametrize("cfg", [math.nan, math.inf, -math.inf])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -16,7 +17,7 @@ UNUSUAL_SCALE = 100.0  # a guidance scale above this is named as the likely caus
 def check_steps(steps: int, train_timesteps: int | None) -> None:
     """One line for a step count the schedule cannot give: discrete schedules have train_timesteps of them."""
     limit = train_timesteps if train_timesteps is not None else MAX_CONTINUOUS_STEPS
-    if not isinstance(steps, int) or not 1 <= steps <= limit:
+    if not isinstance(steps, numbers.Integral) or not 1 <= steps <= limit:
         what = f"this model's schedule has {limit} training timesteps" if train_timesteps is not None else \
             f"this model's continuous schedule is sampled with at most {limit} steps"
         raise UserError(f"--steps {steps}: {what}; use --steps between 1 and {limit}")
