@@ -98,3 +98,16 @@ def test_bf16_autocast_runs_on_cpu_and_fp16_falls_back_to_fp32(tmp_path):
     run_training(config(tmp_path / "fp16", mixed_precision="fp16", max_steps=2), fp16)
     assert seen == {"bf16": True, "fp16": False}  # fp16 autocast is GPU-only
     assert result.final_loss < 0.5
+
+
+def test_a_preview_that_fails_is_skipped_and_the_model_is_still_saved(tmp_path, capsys):
+    from artdiff.errors import NonFiniteError
+
+    class FailingPreview(ToyTask):
+        def sample(self, model):
+            raise NonFiniteError("sampling the preview")
+
+    result = run_training(config(tmp_path / "run", sample_every=4), FailingPreview())
+    assert result.steps == 8 and result.samples == [] and (result.model_dir / "model.safetensors").is_file()
+    err = capsys.readouterr().err
+    assert err.count("sample grid of step") == 2 and "step 4" in err and "step 8" in err

@@ -177,11 +177,11 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
     result.steps, result.skipped_steps = state.step, state.skipped_steps
     if not result.interrupted and accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        if not cfg.sample_every or state.step % cfg.sample_every:
-            result.samples += _samples(cfg, task, unwrapped, params, ema, state.step)
-        with _ema_weights(params, ema):
+        with _ema_weights(params, ema):  # the model first: nothing a preview does can cost the finished run
             result.model_dir = cfg.out / "model"
             task.save(unwrapped, result.model_dir)
+        if not cfg.sample_every or state.step % cfg.sample_every:
+            result.samples += _samples(cfg, task, unwrapped, params, ema, state.step)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     result.seconds = time.perf_counter() - started
@@ -264,11 +264,20 @@ def _save(cfg: LoopConfig, accelerator: Accelerator, state: LoopState, model: to
 
 def _samples(cfg: LoopConfig, task: TrainTask, model: torch.nn.Module, params: list, ema: EMA | None,
              step: int) -> list[Path]:
-    """A fixed-seed grid from the EMA weights, so grids at different steps are comparable."""
-    with _ema_weights(params, ema), torch.no_grad():
-        was_training = model.training
-        model.eval()
-        images = task.sample(model)
+    """A fixed-seed grid from the EMA weights, so grids at different steps are comparable.
+
+    A preview that cannot be made (its sampling turned non-finite, or it would not fit in memory) is skipped
+    with one line: it is a view of the run, and training goes on.
+    """
+    was_training = model.training
+    try:
+        with _ema_weights(params, ema), torch.no_grad():
+            model.eval()
+            images = task.sample(model)
+    except UserError as error:
+        print(f"warning: sample grid of step {step} skipped: {error}", file=sys.stderr)
+        return []
+    finally:
         model.train(was_training)
     if images is None:
         return []
