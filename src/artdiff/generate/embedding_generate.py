@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from artdiff import __version__
 from artdiff.data.cache import fingerprint_files
 from artdiff.errors import UserError
+from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import GenerateOptions, GenerateResult, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.prompts import Prompt, parse_prompt
@@ -24,7 +25,6 @@ from artdiff.models.latents import Latents
 from artdiff.models.model_info import ModelInfo
 from artdiff.models.preprocessing import Preprocessing
 from artdiff.utils.assets import SHIPPED_MODEL, shipped
-from artdiff.utils.images import ImageReadError, decode_rgb
 from artdiff.utils.pngmeta import infotext, model_display_name, sampling_fields
 
 
@@ -65,13 +65,7 @@ def load_embedding_model(reference: str | None) -> EmbeddingModel:
 
 
 def _load_image(path: str) -> torch.Tensor:
-    try:
-        data = Path(path).read_bytes()
-        image = decode_rgb(data).image
-    except FileNotFoundError:
-        raise UserError(f"image prompt {path} does not exist") from None
-    except (OSError, ImageReadError) as error:
-        raise UserError(f"image prompt {path} cannot be read ({error})") from None
+    image = read_input_image(path, what="image prompt").image
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
 
 

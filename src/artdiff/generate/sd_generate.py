@@ -13,6 +13,7 @@ import torch
 
 from artdiff import __version__
 from artdiff.errors import UserError
+from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import GenerateOptions, GenerateResult, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.prompt_weighting import encode_prompt_pair
@@ -28,7 +29,7 @@ from artdiff.models.textual_inversion_files import (
     override_word,
     prompts_changed_by,
 )
-from artdiff.utils.images import ImageReadError, decode_rgb, resize
+from artdiff.utils.images import resize
 from artdiff.utils.pngmeta import infotext, model_display_name, sampling_fields
 
 DEFAULT_CFG = 7.5  # StableDiffusionPipeline's default guidance scale
@@ -105,12 +106,7 @@ def lora_tags(loras: list[AppliedLora]) -> str:
 
 
 def _init_latents(model: StableDiffusion, path: str, size: tuple[int, int]) -> torch.Tensor:
-    try:
-        image = decode_rgb(Path(path).read_bytes()).image
-    except FileNotFoundError:
-        raise UserError(f"--init-image {path} does not exist") from None
-    except (OSError, ImageReadError) as error:
-        raise UserError(f"--init-image {path} cannot be read ({error})") from None
+    image = read_input_image(path, what="--init-image").image
     image = resize(image, size, kernel="lanczos")  # A1111 and diffusers resize init images with Lanczos
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
     with torch.inference_mode():

@@ -8,40 +8,21 @@ same pixels. Image i uses seed + i whatever -n or the batch size is.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from artdiff import __version__
-from artdiff.errors import UserError
+from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import GenerateResult, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.sd_generate import output_size
 from artdiff.generate.sd_sample import sample_sd
 from artdiff.generate.vary_options import VaryOptions
 from artdiff.models.image_variation import ImageVariation, load_image_variation
-from artdiff.utils.images import ImageReadError, decode_rgb
 from artdiff.utils.pngmeta import infotext, model_display_name, sampling_fields
-
-
-def read_image(path: str) -> Image.Image:
-    """The image as RGB, or a one-line error naming the file."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"image {path} does not exist") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder; pass one image file") from None
-    except OSError as error:
-        raise UserError(f"image {path} cannot be read ({error.strerror or error})") from None
-    try:
-        return decode_rgb(data).image
-    except ImageReadError as error:
-        raise UserError(f"image {path} cannot be read ({error})") from None
 
 
 def sample_variations(model: ImageVariation, condition: torch.Tensor, *, seeds: list[int], height: int, width: int,
@@ -62,8 +43,8 @@ def vary(options: VaryOptions) -> GenerateResult:
         Where the PNGs are, how long sampling took, and the model folder.
     """
     folder = OutputFolder(options.out)
-    image = read_image(options.image)
-    source_hash = hashlib.sha256(Path(options.image).read_bytes()).hexdigest()
+    source = read_input_image(options.image, what="image")
+    image, source_hash = source.image, source.sha256
     model = load_image_variation(options.model)
     width, height = output_size(model, options)
     eta, seed = sampler_eta(options.sampler, options.eta), resolve_seed(options.seed)
