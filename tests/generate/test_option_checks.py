@@ -52,3 +52,35 @@ def test_help_imports_no_torch(command):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--batch-size" in result.stdout and "--seed" in result.stdout
+
+
+def test_eta_zero_is_accepted_for_every_sampler_and_recorded_only_where_it_acts():
+    from artdiff.generate.options import recorded_eta, sampler_eta
+
+    for sampler in ("dpm++2m", "euler", "heun", "ddpm", "plms", "ddim", "euler_a"):
+        assert GenerateOptions(sampler=sampler, eta=0).eta == 0  # what a fed-back sidecar request carries
+    assert recorded_eta("dpm++2m", sampler_eta("dpm++2m", None)) is None
+    assert recorded_eta("euler_a", sampler_eta("euler_a", None)) == 1.0
+    assert recorded_eta("ddim", sampler_eta("ddim", None)) == 0.0
+
+
+def test_a_sidecar_request_runs_again_as_a_config(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    out = tmp_path / "out"
+    assert main(["generate", "rothko", "--steps", "2", "-n", "1", "--seed", "3", "--out", str(out)]) == 0
+    request = json.loads(next(out.glob("*.json")).read_text())["request"]
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump(request))
+    assert main(["generate", "--config", str(tmp_path / "again.yaml")]) == 0, capsys.readouterr().err
+    first, second = sorted(out.glob("*.png"))
+    assert first.name.endswith("-3.png") and second.name.endswith("-3.png")
+    assert first.read_bytes() != b"" and _pixels(first) == _pixels(second)
+
+
+def _pixels(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.tobytes()

@@ -15,7 +15,7 @@ from artdiff import __version__
 from artdiff.data.cache import fingerprint_files
 from artdiff.errors import UserError
 from artdiff.generate.input_images import read_input_image
-from artdiff.generate.options import GenerateOptions, GenerateResult, resolve_seed, sampler_eta
+from artdiff.generate.options import GenerateOptions, GenerateResult, recorded_eta, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.prompts import Prompt, parse_prompt
 from artdiff.generate.sample import sample_from_embeddings
@@ -164,7 +164,8 @@ def generate_embedding(options: GenerateOptions) -> GenerateResult:
     extra = {**sampling_fields(options.sampler, karras=options.karras, eta=eta),
              "Prompt weights": "raw" if options.raw_weights else "relative",
              "Effective CFG scale": effective_cfg if effective_cfg != cfg_scale else None}
-    request = {**asdict(options), "out": str(options.out), "seed": seed, "cfg": cfg_scale, "eta": eta}
+    request = {**asdict(options), "out": str(options.out), "seed": seed, "cfg": cfg_scale,
+               "eta": recorded_eta(options.sampler, eta)}
     common = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
               "model_hash": model.hash, "kind": "embedding-ldm", "request": request,
               "prompts": [asdict(p) for p in prompts], "mixing_weights": weights,

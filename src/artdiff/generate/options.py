@@ -60,7 +60,8 @@ def check_sampling(options: Any) -> None:
     if options.cfg is not None:
         check_number("--cfg", options.cfg, 0, MAX_CFG)
     if options.eta is not None:
-        if options.sampler not in ETA_SAMPLERS:
+        # eta 0 is what every other sampler does anyway (a sidecar's request fed back as --config carries it)
+        if options.sampler not in ETA_SAMPLERS and options.eta != 0:
             raise ValueError(f"--eta changes only {' and '.join(ETA_SAMPLERS)} steps, not {options.sampler}; drop "
                              "it or pick one of those samplers")
         check_number("--eta", options.eta, 0, 1)
@@ -79,6 +80,11 @@ def check_sampling(options: Any) -> None:
 def sampler_eta(sampler: str, eta: float | None) -> float:
     """The eta a sampler runs with: the one given, else its own default (0 for ddim, 1 for euler_a)."""
     return ETA_SAMPLERS.get(sampler, 0.0) if eta is None else eta
+
+
+def recorded_eta(sampler: str, eta: float) -> float | None:
+    """The eta a sidecar records: the one used by a sampler with noise, None for the samplers eta does not change."""
+    return eta if sampler in ETA_SAMPLERS else None
 
 
 def resolve_seed(seed: int) -> int:

@@ -11,6 +11,7 @@ from artdiff.core.guidance import GuidanceConfig, WeightedCond, classifier_free
 from artdiff.core.samplers import SAMPLERS
 from artdiff.core.schedules import append_zero, cosine_sigmas, discrete_timesteps, karras_sigmas, sigmas_at
 from artdiff.errors import NonFiniteError, UserError
+from artdiff.generate.options import sampler_eta
 from artdiff.generate.sampling_guards import (
     check_conditions,
     check_finite,
@@ -52,7 +53,7 @@ def _batches(prompt_sets: list[PromptSet], batch_size: int) -> list[list[int]]:
 @torch.no_grad()
 def sample_from_embeddings(unet: torch.nn.Module, latents: Latents, schedule: dict, parameterization: str,
                            prompt_sets: list[PromptSet], *, cfg_scale: float, steps: int, seed: int, latent_size: int,
-                           sampler: str = "dpm++2m", karras: bool = False, eta: float = 0.0, batch_size: int = 8,
+                           sampler: str = "dpm++2m", karras: bool = False, eta: float | None = None, batch_size: int = 8,
                            callback=None, hints: Sequence[str] = ()) -> torch.Tensor:
     """Images (N, 3, H, W) in [0, 1]; image i draws its noise from generator seed + i, whatever N or the batch.
 
@@ -61,6 +62,7 @@ def sample_from_embeddings(unet: torch.nn.Module, latents: Latents, schedule: di
     turn NaN, put first in the NonFiniteError's message. Raises UserError before allocating when the request
     cannot fit in the device's memory.
     """
+    eta = sampler_eta(sampler, eta)  # None: the sampler's own default, as generate uses
     check_finite(cfg_scale=cfg_scale, eta=eta)
     weights = [w for prompt_set in prompt_sets for _, w in prompt_set]
     if not all(math.isfinite(w) for w in weights):

@@ -14,7 +14,7 @@ import torch
 from artdiff import __version__
 from artdiff.errors import UserError
 from artdiff.generate.input_images import read_input_image
-from artdiff.generate.options import GenerateOptions, GenerateResult, resolve_seed, sampler_eta
+from artdiff.generate.options import GenerateOptions, GenerateResult, recorded_eta, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.prompt_weighting import encode_prompt_pair
 from artdiff.generate.sd_sample import encode_image_latents, sample_sd
@@ -159,7 +159,8 @@ def generate_sd(options: GenerateOptions) -> GenerateResult:
                          strength=options.strength if init is not None else 1.0)
 
     extra = infotext_fields(options, eta=eta, loras=loras, ti=ti_hashes(embeddings, prompt_used, negative_used))
-    request = {**asdict(options), "out": str(options.out), "seed": seed, "cfg": cfg_scale, "eta": eta}
+    request = {**asdict(options), "out": str(options.out), "seed": seed, "cfg": cfg_scale,
+               "eta": recorded_eta(options.sampler, eta)}
     common = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
               "model_hash": model.hash, "kind": "stable-diffusion", "request": request, "size": [width, height],
               "prompt_used": prompt_used, "negative_used": negative_used, "embeddings": embeddings,

@@ -25,6 +25,7 @@ from artdiff.core.schedules import (
     sigmas_at,
 )
 from artdiff.errors import NonFiniteError, UserError
+from artdiff.generate.options import sampler_eta
 from artdiff.generate.sampling_guards import (
     check_conditions,
     check_finite,
@@ -90,7 +91,7 @@ def per_image_noise(seeds: list[int], shape: tuple[int, int, int]) -> tuple[torc
 @torch.inference_mode()
 def sample_sd(model: StableDiffusion, cond: torch.Tensor, uncond: torch.Tensor, *, seeds: list[int], height: int,
               width: int, steps: int, cfg_scale: float, sampler: str = "dpm++2m", rescale: float = 0.0,
-              karras: bool = False, eta: float = 0.0, init_latents: torch.Tensor | None = None,
+              karras: bool = False, eta: float | None = None, init_latents: torch.Tensor | None = None,
               strength: float = 1.0, callback=None, hints: Sequence[str] = ()) -> torch.Tensor:
     """Decoded images (N, 3, H, W) in [0, 1] for text embeddings cond/uncond (1, L, D) shared by the N seeds.
 
@@ -99,6 +100,7 @@ def sample_sd(model: StableDiffusion, cond: torch.Tensor, uncond: torch.Tensor, 
     should the sample turn NaN (e.g. "a LoRA scale of 1e30"), put first in the NonFiniteError's message.
     Raises UserError before allocating when the request cannot fit in the device's memory.
     """
+    eta = sampler_eta(sampler, eta)  # None: the sampler's own default, as generate and vary use
     check_finite(cfg_scale=cfg_scale, rescale=rescale, eta=eta, strength=strength)
     hints = [*hints, *scale_hints(cfg_scale)]
     check_conditions({"the prompt": cond, "the negative prompt": uncond}, hints)

@@ -16,7 +16,7 @@ import torch
 
 from artdiff import __version__
 from artdiff.generate.input_images import read_input_image
-from artdiff.generate.options import GenerateResult, resolve_seed, sampler_eta
+from artdiff.generate.options import GenerateResult, recorded_eta, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.sd_generate import output_size
 from artdiff.generate.sd_sample import sample_sd
@@ -26,7 +26,7 @@ from artdiff.utils.pngmeta import infotext, model_display_name, sampling_fields
 
 
 def sample_variations(model: ImageVariation, condition: torch.Tensor, *, seeds: list[int], height: int, width: int,
-                      steps: int, cfg_scale: float, sampler: str = "dpm++2m", karras: bool = False, eta: float = 0.0,
+                      steps: int, cfg_scale: float, sampler: str = "dpm++2m", karras: bool = False, eta: float | None = None,
                       callback=None) -> torch.Tensor:
     """Decoded images (N, 3, H, W) in [0, 1] for one image condition (1, 1, D); the null condition is zeros."""
     return sample_sd(model, condition, torch.zeros_like(condition), seeds=seeds, height=height, width=width,
@@ -61,7 +61,7 @@ def vary(options: VaryOptions) -> GenerateResult:
              "Variation of": Path(options.image).name, "Image hash": source_hash[:10]}
     common = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
               "model_hash": model.hash, "kind": "image-variation",
-              "request": {**asdict(options), "out": str(options.out), "seed": seed, "eta": eta},
+              "request": {**asdict(options), "out": str(options.out), "seed": seed, "eta": recorded_eta(options.sampler, eta)},
               "size": [width, height], "image_sha256": source_hash, "preprocessing": model.preprocessing.to_dict(),
               "schedule": model.schedule, "parameterization": model.parameterization}
 
