@@ -127,3 +127,12 @@ def test_a_huge_sidecar_is_not_read_whole(tmp_path):
     os.truncate(src / "a.txt", 2 * 1024**3)
     run(src, tmp_path / "dst")
     assert records(tmp_path / "dst")[0]["caption"].startswith("a harbour at dawn")
+
+
+def test_sources_are_listed_in_path_part_order(tmp_path):
+    from artdiff.data.sources import list_images
+
+    for name in ("a b/x.png", "a-b/x.png", "a/x.png", "a/b/x.png"):
+        save(pattern(8, 8), tmp_path / name)
+    keys = list_images(tmp_path).keys
+    assert keys == sorted(keys, key=lambda key: key.split("/")) and keys[0] == "a/b/x.png"

@@ -50,7 +50,7 @@ def list_images(folder: Path, *, exclude: Path | None = None) -> SourceListing:
                 listing.keys.append(key)
             else:
                 listing.skipped.append((_shown(path, folder), "bad-name", f"the file name {BAD_NAME_FIX}"))
-    listing.keys.sort()
+    listing.keys.sort(key=lambda key: key.split("/"))  # by path parts, as sorted(rglob) ordered them: dedup keeps the first
     listing.skipped.sort()
     return listing
 
