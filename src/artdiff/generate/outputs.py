@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from artdiff.errors import NonFiniteError, UserError
+from artdiff.errors import UserError
+from artdiff.generate.sampling_guards import check_images
 from artdiff.utils.pngmeta import save_png_with_metadata
 from artdiff.utils.progress import ProgressBar
 
@@ -69,12 +70,6 @@ class OutputFolder:
                 continue
 
 
-def check_finite(images: torch.Tensor, hints: list[str]) -> None:
-    """Refuse decoded images holding NaN or infinity (they would be saved as black)."""
-    if not torch.isfinite(images).all():
-        raise NonFiniteError("decoding the latents", hints)
-
-
 def run_batches(*, n: int, batch_size: int, first_seed: int, steps: int, folder: OutputFolder,
                 sample: Callable[[list[int], Callable], torch.Tensor], save: Callable[[int, torch.Tensor], Path],
                 hints: list[str], what: str = "image") -> list[Path]:
@@ -98,7 +93,7 @@ def run_batches(*, n: int, batch_size: int, first_seed: int, steps: int, folder:
                     bar.status(step=f"{done[0]}/{steps}")
 
                 images = sample(seeds, callback)
-                check_finite(images, hints)
+                check_images(images, hints)  # whatever `sample` is: nothing black is written
                 bar.update(max(0, steps - done[0]) * len(seeds))  # img2img runs fewer steps than asked
                 paths.extend(save(seed, image) for seed, image in zip(seeds, images))
         except BaseException:

@@ -7,7 +7,6 @@ every published architecture (SD 1.x/2.x/XL, CLIP ViT-bigG), so real models neve
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from artdiff.errors import UserError
@@ -101,22 +100,13 @@ def estimate_parameters(config: dict[str, Any]) -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory free for new allocations (MemAvailable), or None where it cannot be read."""
-    try:
-        import psutil
+    """Bytes of CPU memory free for new allocations (within any container limit), or None where it cannot be read.
 
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else -1
-    return pages * os.sysconf("SC_PAGE_SIZE") if pages > 0 else None
+    Weights are read into CPU memory first, whatever device the model then moves to.
+    """
+    from artdiff.utils.memory import available_bytes
+
+    return available_bytes("cpu")
 
 
 def check_scheduler(config: dict[str, Any], *, where: str) -> None:
