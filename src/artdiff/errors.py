@@ -27,3 +27,9 @@ class NonFiniteError(UserError):
         """The same error with more likely causes put first (a caller knows which of its inputs were unusual)."""
         extra = [h for h in hints if h not in self.hints]
         return NonFiniteError(self.where, [*extra, *self.hints])
+
+
+def first_line(error: BaseException, *, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none), cut to `limit` characters."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

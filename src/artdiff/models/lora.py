@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from artdiff.errors import UserError
+from artdiff.errors import UserError, first_line
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' file name in a LoRA folder
 PICKLED = (".pt", ".bin", ".ckpt", ".pth")
@@ -122,13 +122,13 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             raw = (handle.metadata() or {}).get(LORA_ADAPTER_METADATA_KEY)
         state = load_file(str(path))
     except (SafetensorError, OSError, RuntimeError, ValueError) as error:
-        raise UserError(f"--lora {path} cannot be read ({_first_line(error)}); the file is damaged or not a "
+        raise UserError(f"--lora {path} cannot be read ({first_line(error, limit=300)}); the file is damaged or not a "
                         "LoRA .safetensors file") from None
     try:
         metadata = json.loads(raw) if raw else None
     except ValueError as error:
         raise UserError(f"--lora {path}: its {LORA_ADAPTER_METADATA_KEY} header entry is not valid JSON "
-                        f"({_first_line(error)}); the file is damaged") from None
+                        f"({first_line(error, limit=300)}); the file is damaged") from None
     if metadata is not None and not isinstance(metadata, dict):
         raise UserError(f"--lora {path}: its {LORA_ADAPTER_METADATA_KEY} header entry is not a JSON object")
     return state, metadata
@@ -142,9 +142,9 @@ def _read_pickled(path: Path) -> dict[str, torch.Tensor]:
         if "weights_only" in str(error) or "GLOBAL" in str(error):  # torch's refusal of a global it will not run
             raise UserError(f"--lora {path} holds pickled objects artdiff will not execute; convert it to "
                             ".safetensors where you trust it (torch.load, then safetensors.torch.save_file)") from None
-        raise UserError(f"--lora {path} cannot be read as a PyTorch file ({_first_line(error)})") from None
+        raise UserError(f"--lora {path} cannot be read as a PyTorch file ({first_line(error, limit=300)})") from None
     except (OSError, RuntimeError, ValueError, EOFError) as error:
-        raise UserError(f"--lora {path} cannot be read ({_first_line(error)}); pass a LoRA .safetensors file") from None
+        raise UserError(f"--lora {path} cannot be read ({first_line(error, limit=300)}); pass a LoRA .safetensors file") from None
     data = data.get("state_dict", data) if isinstance(data, dict) else data
     if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
         return data
@@ -161,11 +161,6 @@ def _check_values(path: Path, state: dict[str, torch.Tensor]) -> None:
             what = "NaN or infinite values" if not math.isfinite(largest) else f"a value of magnitude {largest:.3g}"
             raise UserError(f"--lora {path}: tensor {key} holds {what} (trained LoRAs stay far below "
                             f"{MAX_ABS_VALUE:g}); the file is damaged")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def lora_hash(path: Path) -> str:
@@ -292,7 +287,7 @@ def apply_loras(unet: Any, text_encoder: Any, specs: list[LoraSpec], *, model_na
         try:  # read here, so a file's adapter metadata is passed on as diffusers' own loader passes it
             state, alphas = Loader.lora_state_dict(raw)
         except (ValueError, KeyError, RuntimeError, IndexError) as error:
-            raise UserError(f"--lora {spec.path.name}: diffusers cannot convert its keys ({_first_line(error)})"
+            raise UserError(f"--lora {spec.path.name}: diffusers cannot convert its keys ({first_line(error, limit=300)})"
                             ) from None
         stray = sorted(k for k in state if not k.startswith((f"{UNET}.", f"{TEXT_ENCODER}.")))
         if stray or not all("lora" in k for k in state):
@@ -315,7 +310,7 @@ def apply_loras(unet: Any, text_encoder: Any, specs: list[LoraSpec], *, model_na
                                                        metadata=metadata)
                     te_adapters[adapter] = spec.scale
         except (ValueError, RuntimeError, KeyError) as error:
-            raise UserError(f"--lora {spec.path.name} does not fit {model_name} ({_first_line(error)})") from None
+            raise UserError(f"--lora {spec.path.name} does not fit {model_name} ({first_line(error, limit=300)})") from None
         applied.append(AppliedLora(spec.path, display_name(spec.path), lora_hash(spec.path), spec.scale, n_unet,
                                    n_te, _base_model_hash(spec.path)))
     if unet_adapters:

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from artdiff.errors import UserError
+from artdiff.errors import UserError, first_line
 from artdiff.models import config_limits, factory
 from artdiff.models.weights_files import INT_BUFFERS
 
@@ -60,7 +60,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             data: Any = load_file(path)
         except (SafetensorError, OSError, ValueError) as error:
-            raise UserError(f"{path} is not a readable safetensors file ({_first_line(error)}); it may be truncated "
+            raise UserError(f"{path} is not a readable safetensors file ({first_line(error)}); it may be truncated "
                             "or corrupt: download it again") from None
     else:
         data = _torch_load(path)
@@ -98,13 +98,8 @@ def _torch_load(path: Path) -> Any:
         raise UserError(f"{path} needs code to load (it calls {needs.group(1)}), and artdiff loads only plain "
                         f"tensors; {CONVERT_HINT}") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise UserError(f"{path} is not a readable PyTorch checkpoint ({_first_line(error)}); it may be truncated "
+        raise UserError(f"{path} is not a readable PyTorch checkpoint ({first_line(error)}); it may be truncated "
                         "or corrupt: download it again") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def detect_family(state: dict[str, torch.Tensor], path: Path) -> Family:

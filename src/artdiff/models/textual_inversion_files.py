@@ -20,7 +20,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from artdiff.errors import UserError
+from artdiff.errors import UserError, first_line
 from artdiff.utils.io import atomic_path
 
 PICKLE_SUFFIXES = (".pt", ".bin")
@@ -65,7 +65,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
             metadata = handle.metadata() or {}
             return {key: handle.get_tensor(key) for key in handle.keys()}, metadata  # noqa: SIM118
     except Exception as error:  # safetensors raises its own error types for a corrupt header
-        raise UserError(f"{path}: not a readable .safetensors file ({_first_line(error)})") from None
+        raise UserError(f"{path}: not a readable .safetensors file ({first_line(error)})") from None
 
 
 def _read_pickle(path: Path) -> Any:
@@ -82,13 +82,8 @@ def _read_pickle(path: Path) -> Any:
         raise UserError(f"{path}: not a readable PyTorch file; expected an A1111 .pt or diffusers "
                         "learned_embeds.bin") from None
     except Exception as error:  # a truncated zip or a file that is not a torch pickle at all
-        raise UserError(f"{path}: not a readable PyTorch file ({_first_line(error)}); expected an A1111 .pt "
+        raise UserError(f"{path}: not a readable PyTorch file ({first_line(error)}); expected an A1111 .pt "
                         "or diffusers learned_embeds.bin") from None
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _from_state(path: Path, data: Any, metadata: dict[str, str], token: str | None) -> TextualInversion:

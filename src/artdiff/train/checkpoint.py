@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from artdiff.errors import UserError
+from artdiff.errors import UserError, first_line
 
 CHECKPOINTS_DIR = "checkpoints"
 _STEP_NAME = re.compile(r"step-(\d+)")
@@ -167,7 +167,7 @@ def _restore(directory: Path, *, model: torch.nn.Module, optimizer: torch.optim.
         scheduler.load_state_dict(schedule)
         torch.set_rng_state(rng["torch"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise DamagedCheckpoint(f"its contents do not fit this run: {_first_line(error)}") from None
+        raise DamagedCheckpoint(f"its contents do not fit this run: {first_line(error, limit=120)}") from None
     return Resumed(directory, state, ema, extra, extra_state)
 
 
@@ -176,12 +176,7 @@ def _read(path: Path, reader):
     try:
         return reader(str(path))
     except Exception as error:  # noqa: BLE001 - safetensors, torch and json each raise their own types
-        raise DamagedCheckpoint(f"{path.name}: {_first_line(error) or type(error).__name__}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:120] if text else type(error).__name__
+        raise DamagedCheckpoint(f"{path.name}: {first_line(error, limit=120) or type(error).__name__}") from None
 
 
 def changed_options(previous: dict, current: dict, resumable: tuple[str, ...]) -> list[str]:

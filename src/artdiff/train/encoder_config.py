@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 
 from artdiff.config import option
 from artdiff.errors import UserError
+from artdiff.train.loop_config import warmup_warning
 
 Loss = Literal["clip", "cloob"]
 LOSSES: tuple[str, ...] = get_args(Loss)
@@ -93,10 +94,7 @@ class EncoderTrainConfig:
 
     def warmup_warning(self) -> str | None:
         """One line when the warmup is longer than the run, so the peak --lr is never reached."""
-        if self.warmup_steps > self.max_steps:
-            return (f"warning: --warmup-steps {self.warmup_steps} exceeds --max-steps {self.max_steps}; the "
-                    "learning rate never reaches --lr")
-        return None
+        return warmup_warning(self.warmup_steps, self.max_steps)
 
 
 def renamed_options(options: dict) -> dict:

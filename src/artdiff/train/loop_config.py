@@ -67,10 +67,7 @@ class LoopConfig:
 
     def warmup_warning(self) -> str | None:
         """One line when the warmup is longer than the run, so the peak --lr is never reached."""
-        if self.max_steps is not None and self.warmup_steps > self.max_steps:
-            return (f"warning: --warmup-steps {self.warmup_steps} exceeds --max-steps {self.max_steps}; the "
-                    "learning rate never reaches --lr")
-        return None
+        return warmup_warning(self.warmup_steps, self.max_steps)
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of --lr at a step: linear warmup, then constant, cosine or linear decay to 0 at max_steps."""
@@ -82,3 +79,11 @@ class LoopConfig:
         if self.lr_schedule == "linear":
             return max(0.0, 1 - progress)
         return 1.0
+
+
+def warmup_warning(warmup_steps: int, max_steps: int | None) -> str | None:
+    """One line when the warmup is longer than the run, so the peak --lr is never reached (every trainer)."""
+    if max_steps is not None and warmup_steps > max_steps:
+        return (f"warning: --warmup-steps {warmup_steps} exceeds --max-steps {max_steps}; the learning rate never "
+                "reaches --lr")
+    return None
