@@ -138,6 +138,12 @@ def run(args):
             hit()
         finally:
             hit()  # a second signal while the first one's clean-up runs
+    if WHEN == "swallowed":
+        try:
+            hit()
+        except BaseException:  # a library that swallows the interrupt and carries on
+            pass
+        time.sleep(30)
     print("done")
     return 0
 """
@@ -145,12 +151,14 @@ FAKE_MAIN = """
 import sys
 import artdiff.cli.main as cli
 cli.COMMANDS["fake"] = ("fake_command", "a stand-in")
+cli._Interrupts.grace = 0.5
 sys.exit(cli.main())
 """
 
 
 @pytest.mark.parametrize("when, name", [("import", "SIGTERM"), ("import", "SIGINT"), ("atexit", "SIGINT"),
-                                        ("atexit", "SIGTERM"), ("twice", "SIGINT")])
+                                        ("atexit", "SIGTERM"), ("twice", "SIGINT"), ("swallowed", "SIGINT"),
+                                        ("swallowed", "SIGTERM")])
 def test_a_signal_during_imports_at_exit_or_during_clean_up_is_one_line_and_exit_130(tmp_path, when, name):
     (tmp_path / "fake_command.py").write_text(FAKE_COMMAND)
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))

@@ -5,9 +5,11 @@ from __future__ import annotations
 # Only light modules at the top: a Ctrl-C or kill may come at any moment, and main() must be running (with its
 # handlers installed) as early as possible; each command's module, and torch with it, is imported in main().
 import argparse
+import atexit
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 # name -> (module, one-line help). Modules are imported only for the command being run,
@@ -73,11 +75,16 @@ class _Interrupts:
 
     The first signal raises KeyboardInterrupt so that `finally` blocks remove temp files and stop workers; a
     second one during that clean-up, or one after main() has returned (atexit handlers, interpreter shutdown),
-    ends the process at once with one line instead of a traceback from wherever it landed.
+    ends the process at once with one line instead of a traceback from wherever it landed. As the program, a
+    first signal also arms a watchdog: should a library swallow the KeyboardInterrupt and carry on, the process
+    still ends `grace` seconds later.
     """
 
-    def __init__(self, label: str) -> None:
+    grace = 15.0  # seconds of clean-up a stopped command gets (training saves under its own handler instead)
+
+    def __init__(self, label: str, *, as_program: bool) -> None:
         self.label = label
+        self.as_program = as_program
         self.raised = False
         self.previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
         for number in STOP_SIGNALS:
@@ -87,6 +94,10 @@ class _Interrupts:
         if self.raised:
             self.exit_now()
         self.raised = True
+        if self.as_program:
+            watchdog = threading.Timer(self.grace, self.exit_now)
+            watchdog.daemon = True
+            watchdog.start()
         raise KeyboardInterrupt
 
     def exit_now(self, *_: object) -> None:
@@ -106,14 +117,27 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
     label = f"artdiff {selected}" if selected in COMMANDS else "artdiff"
-    interrupts = _Interrupts(label)  # first of all: a Ctrl-C or kill while torch imports is one line too
+    # First of all: a Ctrl-C or kill while torch imports is one line too.
+    interrupts = _Interrupts(label, as_program=as_program)
+    stopped = False
     try:
-        return _run(argv, selected, label, interrupted=lambda: interrupts.raised)
+        code = _run(argv, selected, label, interrupted=lambda: interrupts.raised)
     except KeyboardInterrupt:
-        print(f"{label}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        code, stopped = INTERRUPTED, True
     finally:
         interrupts.finish(as_program=as_program)
+    if stopped or interrupts.raised:  # also when a library swallowed the interrupt and the command ran on
+        print(f"{label}: interrupted", file=sys.stderr)
+        code = INTERRUPTED
+        if as_program:
+            # CPython exits by re-raising SIGINT (status -2, not 130) once a KeyboardInterrupt went unhandled
+            # inside code a C extension ran, even when Python code caught it later (seen during imports):
+            # run the exit handlers and end with our code ourselves.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            atexit._run_exitfuncs()
+            os._exit(code)
+    return code
 
 
 def _run(argv: list[str], selected: str | None, label: str, *, interrupted: Callable[[], bool]) -> int:
