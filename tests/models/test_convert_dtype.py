@@ -44,3 +44,19 @@ def test_cli(tmp_path):
     done = subprocess.run([sys.executable, "-m", "artdiff", "convert", str(source), str(tmp_path / "half")],
                           capture_output=True, text=True)
     assert done.returncode == 0 and "MB ->" in done.stdout and (tmp_path / "half" / "config.json").is_file()
+
+
+def test_an_existing_output_is_never_replaced(tmp_path, capsys):
+    from artdiff.cli.main import main
+
+    source = tiny_vae(tmp_path / "vae")
+    (tmp_path / "paintings").mkdir()
+    (tmp_path / "paintings" / "mine.png").write_bytes(b"not to be lost")
+    (tmp_path / "a-file").write_text("x")
+    for out in ("paintings", "a-file"):
+        assert main(["convert", str(source), str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "already exists" in err
+    assert (tmp_path / "paintings" / "mine.png").read_bytes() == b"not to be lost"
+    (tmp_path / "empty").mkdir()
+    assert main(["convert", str(source), str(tmp_path / "empty")]) == 0 and (tmp_path / "empty" / "config.json").is_file()

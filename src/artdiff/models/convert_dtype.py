@@ -66,6 +66,10 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
                         "convert")
     if out.resolve() == source.resolve():
         raise UserError("the output must be a new folder, not the model itself")
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        # Never replace what is there: OUT could be anything, an earlier conversion or a folder of paintings.
+        raise UserError(f"{out} already exists{' as a file' if out.is_file() else ' and is not empty'}; pass a new "
+                        "folder for the converted model (or remove it first)")
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("*.safetensors"))
@@ -77,6 +81,7 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
         shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy is left behind
         raise
     after = sum(f.stat().st_size for f in tmp.rglob("*.safetensors"))
-    shutil.rmtree(out, ignore_errors=True)
+    if out.is_dir():
+        out.rmdir()  # empty, as checked above; os.replace cannot put a folder over a folder
     os.replace(tmp, out)
     return ConvertResult(out, len(weights), sum(f.stat().st_size for f in weights), after)
