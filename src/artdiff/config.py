@@ -176,3 +176,10 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | No
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_all(checks: list[tuple[bool, str]]) -> None:
+    """Raise ValueError with the message of the first failed (ok, message) check of a config's __post_init__."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)

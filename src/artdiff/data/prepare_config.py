@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from artdiff.config import option
+from artdiff.config import check_all, option
 
 CropMode = Literal["center", "focal", "pad", "buckets"]
 CaptionSource = Literal["auto", "filename", "sidecar", "metadata", "none"]
@@ -117,9 +117,7 @@ class PrepareConfig:
             (self.workers >= 0, "--workers must be 0 (all cores) or more"),
             (self.min_size is None or self.min_size >= 1, "--min-size must be at least 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all(checks)
         check_color(self.background, "--background")
         check_color(self.pad_color, "--pad-color")
         if self.captions == "metadata" and self.metadata is None:

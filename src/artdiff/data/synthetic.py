@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from artdiff import __version__
-from artdiff.config import option, to_dict
+from artdiff.config import check_all, option, to_dict
 from artdiff.data import synthetic_styles as geometric
 from artdiff.data import synthetic_styles_painterly as painterly
 from artdiff.data.manifest import IMAGES_DIR, write_manifest
@@ -109,9 +109,7 @@ class SynthConfig:
             (0 <= self.supersample <= 8, f"--supersample must be in 0..8 (0 = auto), got {self.supersample}"),
             (self.workers >= 0, "--workers must be 0 (all cores) or more"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all(checks)
         for name, vocab in (("styles", STYLES), ("palettes", PALETTES), ("grounds", GROUNDS)):
             chosen = list(getattr(self, name))
             unknown = sorted(set(chosen) - set(vocab))

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from artdiff import __version__
+from artdiff.config import check_all
 from artdiff.errors import UserError
 from artdiff.models import config_limits
 
@@ -51,9 +52,7 @@ class ModelInfo:
         if self.schedule is not None and self.schedule.get("type") == "discrete":
             problem = config_limits.scheduler_problem(self.schedule)
             checks.append((problem is None, f"schedule: {problem}"))
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all(checks)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON data: the known fields, then the extra ones at the top level."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from artdiff.config import option
+from artdiff.config import check_all, option
 from artdiff.errors import UserError
 from artdiff.train.loop_config import warmup_warning
 
@@ -88,9 +88,7 @@ class EncoderTrainConfig:
                                                                   "least 1"),
             (0 <= self.seed < 2**63, f"--seed must be 0 to {2**63 - 1} (torch's generators take 63 bits)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all(checks)
 
     def warmup_warning(self) -> str | None:
         """One line when the warmup is longer than the run, so the peak --lr is never reached."""

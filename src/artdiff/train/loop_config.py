@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from artdiff.config import option
+from artdiff.config import check_all, option
 
 MAX_STEPS = 10**9  # far beyond any run; a larger count is a typo, not a plan
 
@@ -61,9 +61,7 @@ class LoopConfig:
             (self.nan_patience >= 1, "--nan-patience must be at least 1"),
             (0 <= self.seed < 2**63, f"--seed must be 0 to {2**63 - 1} (torch's generators take 63 bits)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all(checks)
 
     def warmup_warning(self) -> str | None:
         """One line when the warmup is longer than the run, so the peak --lr is never reached."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from artdiff.config import option
+from artdiff.config import check_all, option
 from artdiff.train.loop_config import LoopConfig
 from artdiff.train.ti_templates import FILEWORDS
 
@@ -43,9 +43,7 @@ class LoraTrainConfig(LoopConfig):
             (self.size is None or self.size >= 8, "--size must be at least 8 pixels"),
             (bool(self.caption_template.strip()), "--caption-template must not be empty"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all(checks)
 
     @property
     def lora_alpha(self) -> float:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from artdiff.config import option
+from artdiff.config import check_all, option
 from artdiff.train.loop_config import LoopConfig
 from artdiff.train.lr_schedule_string import parse_lr_schedule
 from artdiff.train.ti_templates import NAME, TEMPLATES, resolve_template, uses
@@ -67,9 +67,7 @@ class TextualInversionConfig(LoopConfig):
             (0 <= self.tag_dropout < 1, "--tag-dropout must be in [0, 1)"),
             (self.size is None or self.size >= 8, "--size must be at least 8 pixels"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_all(checks)
         if not uses(resolve_template(self.template), NAME):
             raise ValueError(f"template {self.template!r} never says [name], so the embedding would not train; "
                              "use style-filewords, style, subject or subject-filewords")
