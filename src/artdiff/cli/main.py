@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import types
 from collections.abc import Callable
 
 # name -> (module, one-line help). Modules are imported only for the command being run,
@@ -90,8 +91,10 @@ class _Interrupts:
         for number in STOP_SIGNALS:
             signal.signal(number, self.handle)
 
-    def handle(self, signum: int, frame: object) -> None:
-        if self.raised:
+    def handle(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.raised or _importing(frame):
+            # Inside an import (torch's, say) a KeyboardInterrupt can land in code a C++ extension runs and abort
+            # the process (status -6); an import has nothing to clean up, so end at once.
             self.exit_now()
         self.raised = True
         if self.as_program:
@@ -109,6 +112,15 @@ class _Interrupts:
         """Leave quiet late handlers when this is the program (atexit still runs), else restore the caller's."""
         for number in STOP_SIGNALS:
             signal.signal(number, self.exit_now if as_program else self.previous[number])
+
+
+def _importing(frame: types.FrameType | None) -> bool:
+    """Whether the interrupted code runs inside an import (a frame of importlib's bootstrap is on the stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
