@@ -6,6 +6,10 @@ blocks with GEGLU feed-forwards; attention through fused scaled_dot_product_atte
 materialise the n x n maps), the sampler's state, and the VAE decoder at full resolution, which is usually
 the peak. Calibrated on small SD-shaped models (two and four levels, 256 to 1280 px, CPU) against the measured
 peak RSS, which it matches within 30%; MARGIN covers what it leaves out.
+
+Pixel models (diffusers UNet2DModel, the layout of Ho et al. 2020 and Dhariwal & Nichol 2021) have no VAE: their
+peak is the UNet at full image resolution, where the widest working set sits (resnets on the first level's
+channels, and in the up path the concatenated skip). Their attention runs through the same fused kernels.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ GRANULARITY = 64  # suggested sizes are multiples of 64 px, which every latent m
 UNET_WORKING = 32  # live (B, C, h, w)-sized tensors in one transformer block (norm, q/k/v/out, an 8C GEGLU), measured
 OVERHEAD = 128 * 2**20  # first-use workspaces of the kernels and allocator arenas, measured on tiny models
 DECODER_WORKING = 3  # live tensors per channel of a decoder resnet: input, its group norm, its activation
+# live (B, C, h, w)-sized tensors at a UNet2DModel level (resnets, the up path's concatenated skip); measured peak
+# RSS of both OpenAI layouts (conv and resnet resampling, scale-shift on and off) at 128 and 256 px gave 16 to 24
+PIXEL_WORKING = 24
+PIXEL_STATE = 12  # (B, 3, H, W) tensors a pixel sampler holds: x, noise, eps and variance (6), x0, mean, init, copies
 
 
 def _ints(value, default: int) -> list[int]:
@@ -90,6 +98,44 @@ def generation_peak_bytes(unet_config: Mapping, vae_config: Mapping, *, batch: i
     return OVERHEAD + max(state + unet, batch * latent + decode + post) + kept
 
 
+def pixel_unet_peak_bytes(config: Mapping, *, batch: int, height: int, width: int, dtype_bytes: int,
+                          attention_maps: bool = False) -> int:
+    """Activations of one UNet2DModel forward on (batch, 3, height, width) pixels: skips held plus the widest level.
+
+    attention_maps: count the (heads, n, n) score matrices at the attention levels, for attention without a
+    fused kernel.
+    """
+    channels = _ints(config["block_out_channels"], 128)
+    layers = max(_ints(config.get("layers_per_block"), 2))
+    head_dim = config.get("attention_head_dim")
+    attends = ["Attn" in str(kind) for kind in config.get("down_block_types") or ()] + [False] * len(channels)
+    skips = channels[0] * height * width  # conv_in's output, held until the last up block
+    working = 0
+    for level, width_c in enumerate(channels):
+        n = math.ceil(height / 2**level) * math.ceil(width / 2**level)
+        skips += (layers + 1) * width_c * n  # each resnet's output and the downsampler's
+        level_working = PIXEL_WORKING * width_c * n
+        deepest = level == len(channels) - 1  # the middle block attends at the lowest resolution
+        if attention_maps and (attends[level] or deepest):
+            heads = max(1, width_c // int(head_dim)) if head_dim else 1
+            level_working += 2 * heads * n * n  # scores and their softmax
+        working = max(working, level_working)
+    return batch * dtype_bytes * (skips + working)
+
+
+def pixel_sampling_peak_bytes(unet_config: Mapping, *, batch: int, height: int, width: int, dtype_bytes: int,
+                              kept_images: int | None = None) -> int:
+    """Peak bytes of sampling `batch` pixel images of height x width px with a UNet2DModel.
+
+    kept_images: images held as float32 (3, H, W) until the call returns (default: the batch).
+    """
+    pixels = int(unet_config.get("in_channels", 3)) * height * width * dtype_bytes
+    state = PIXEL_STATE * batch * pixels
+    unet = pixel_unet_peak_bytes(unet_config, batch=batch, height=height, width=width, dtype_bytes=dtype_bytes)
+    kept = (batch if kept_images is None else kept_images) * 3 * height * width * 4
+    return OVERHEAD + state + unet + kept
+
+
 def available_bytes(device: torch.device | str) -> int | None:
     """Memory a new allocation can use on the device; None when it cannot be told (then nothing is refused)."""
     device = torch.device(device)
@@ -152,9 +198,6 @@ def check_generation_fits(unet_config: Mapping, vae_config: Mapping, *, device: 
                           copies: int, height: int, width: int, factor: int, dtype_bytes: int,
                           kept_images: int | None = None, tile_threshold: int | None = None) -> None:
     """Refuse a request whose estimated peak exceeds the device's free memory, naming the largest size and batch that fit."""
-    available = available_bytes(device)
-    if available is None:
-        return
 
     def need(b: int, h: int, w: int) -> float:
         kept = None if kept_images is None else max(kept_images, b)
@@ -162,6 +205,26 @@ def check_generation_fits(unet_config: Mapping, vae_config: Mapping, *, device: 
                                               factor=factor, dtype_bytes=dtype_bytes, kept_images=kept,
                                               tile_threshold=tile_threshold)
 
+    _refuse_what_cannot_fit(need, device=device, batch=batch, height=height, width=width)
+
+
+def check_pixel_sampling_fits(unet_config: Mapping, *, device: torch.device | str, batch: int, height: int,
+                              width: int, dtype_bytes: int, kept_images: int | None = None) -> None:
+    """Refuse a pixel-model request whose estimated peak exceeds free memory, naming the largest size and batch that fit."""
+
+    def need(b: int, h: int, w: int) -> float:
+        kept = None if kept_images is None else max(kept_images, b)
+        return MARGIN * pixel_sampling_peak_bytes(unet_config, batch=b, height=h, width=w, dtype_bytes=dtype_bytes,
+                                                  kept_images=kept)
+
+    _refuse_what_cannot_fit(need, device=device, batch=batch, height=height, width=width)
+
+
+def _refuse_what_cannot_fit(need, *, device: torch.device | str, batch: int, height: int, width: int) -> None:
+    """Raise UserError when need(batch, height, width) bytes exceed the free memory, with the largest fitting request."""
+    available = available_bytes(device)
+    if available is None:
+        return
     required = need(batch, height, width)
     if required <= available:
         return
