@@ -67,6 +67,7 @@ class DiscreteDenoiser(torch.nn.Module):
         self.register_buffer("_inner_bounds", table[1:-1].contiguous(), False)
         self.register_buffer("_interval_width", table[1:] - table[:-1], False)
         self._bounds_list, self._table_list = table[1:-1].tolist(), table.tolist()  # for _scalings on the CPU
+        self._exact: dict[torch.dtype, dict[float, int] | None] = {}  # per sigma dtype, see _exact_timesteps
 
     @property
     def sigma_min(self) -> float:
@@ -81,7 +82,25 @@ class DiscreteDenoiser(torch.nn.Module):
         s = sigma.to(torch.float64)
         low = torch.searchsorted(self._inner_bounds, s)  # interval k holds (table[k], table[k+1]]; 0 and n-2 at the ends
         weight = ((s - self.sigma_table[low]) / self._interval_width[low]).clamp_(0, 1)
-        return (low + weight).to(sigma.dtype)
+        t = low + weight
+        if self._exact_timesteps(sigma.dtype) is not None:  # a table entry rounded to sigma's dtype is its integer t
+            rounded = self.sigma_table.to(sigma.dtype)
+            k = torch.searchsorted(rounded, sigma.contiguous()).clamp_(max=len(rounded) - 1)
+            t = torch.where(rounded[k] == sigma, k.to(t.dtype), t)
+        return t.to(sigma.dtype)
+
+    def _exact_timesteps(self, dtype: torch.dtype) -> dict[float, int] | None:
+        """Each table sigma rounded to `dtype`, mapped to its timestep; None where rounding merges two of them.
+
+        Samplers hand the network sigma in the sample's dtype (float32), which no longer equals the float64 table
+        entry, so interpolation would give t = 999.99998 where DDPM, DDIM and respaced sampling mean t = 1000
+        exactly (improved-diffusion feeds integer timesteps). A sigma equal to a rounded entry maps to that entry.
+        """
+        if dtype not in self._exact:
+            rounded = self.sigma_table.to(dtype).tolist()
+            distinct = all(a < b for a, b in zip(rounded, rounded[1:]))  # half precision merges neighbours
+            self._exact[dtype] = {value: k for k, value in enumerate(rounded)} if distinct else None
+        return self._exact[dtype]
 
     def raw(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x0, and with a learned variance the network's variance channels (in [-1, 1] after guided-diffusion)."""
@@ -107,14 +126,31 @@ class DiscreteDenoiser(torch.nn.Module):
         if sigma.device.type != "cpu" or sigma.numel() > 64:  # a GPU would wait; many values: the loop costs more
             return _c_in(sigma, x), self.sigma_to_t(sigma)
         values = sigma.tolist()
+        exact = self._exact_timesteps(sigma.dtype) or {}
         t, c_in = [], []
         for value in values:
-            low = bisect.bisect_left(self._bounds_list, value)  # torch.searchsorted's left side
-            start, end = self._table_list[low], self._table_list[low + 1]
-            t.append(low + min(1.0, max(0.0, (value - start) / (end - start))))
+            if value in exact:
+                t.append(float(exact[value]))
+            else:
+                low = bisect.bisect_left(self._bounds_list, value)  # torch.searchsorted's left side
+                start, end = self._table_list[low], self._table_list[low + 1]
+                t.append(low + min(1.0, max(0.0, (value - start) / (end - start))))
             c_in.append(1 / math.sqrt(value * value + 1))
         shape = (len(values),) + (1,) * (x.ndim - 1)
         return torch.tensor(c_in, dtype=x.dtype).reshape(shape), torch.tensor(t, dtype=sigma.dtype)
+
+
+def clamp_denoised(model_fn: Callable[..., torch.Tensor | tuple], low: float = -1.0,
+                   high: float = 1.0) -> Callable[..., torch.Tensor | tuple]:
+    """model_fn with its x0 clamped to [low, high] (improved-diffusion's clip_denoised); an (x0, v) pair keeps v."""
+
+    def clamped(x: torch.Tensor, sigma: torch.Tensor, **cond):
+        output = model_fn(x, sigma, **cond)
+        if isinstance(output, tuple):  # DiscreteDenoiser.raw: (x0, variance channels)
+            return (output[0].clamp(low, high), *output[1:])
+        return output.clamp(low, high)
+
+    return clamped
 
 
 class ContinuousCosineDenoiser(torch.nn.Module):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from artdiff.core.respacing import learned_range_log_variance
 from artdiff.core.step_checks import checked_sampler
 
 ModelFn = Callable[..., torch.Tensor]
@@ -227,8 +228,9 @@ def sample_ddpm(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, gen
             elif variance == "fixed_large":
                 std = math.sqrt(beta)
             else:
-                frac = (v.to(torch.float64) + 1) / 2  # float64: the log interpolation stays exact
-                std = (frac * math.log(beta) + (1 - frac) * math.log(small)).mul(0.5).exp().to(x.dtype)
+                # beta and beta-tilde of this step: those of the respaced process when the sigmas skip timesteps
+                log_variance = learned_range_log_variance(v, math.log(beta), math.log(small))
+                std = log_variance.mul(0.5).exp().to(x.dtype)
             x = x + noise_like(x, generator) * (std / math.sqrt(a_next))
         _report(callback, i, sigma, x, denoised)
     return x
