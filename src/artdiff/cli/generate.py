@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "--raw-weights for CCLD's raw sum); negative weights push away. Stable Diffusion: one prompt in A1111 syntax "
                     "((word:1.3), longer than 77 tokens), --negative, --init-image. Image i uses seed + i (--seed -1, "
                     "the default, draws one). Images are NNNNN-SEED.png, numbered on in --out, never replaced; each "
-                    "carries A1111 infotext and a JSON sidecar.")
+                    "carries A1111 infotext and a JSON sidecar. Unconditional pixel models (--model DIR, or an OpenAI "
+                    ".pt with --flags) take no prompt: --respacing, --clip-denoised, --skip-steps, --class-label.")
     parser.add_argument("prompt_args", nargs="*", metavar="PROMPT",
                         help="text prompt (TEXT:WEIGHT for embedding models; or `prompts:` in --config)")
     add_dataclass_args(parser, GenerateOptions)
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
+        how = f"guidance scale {result.cfg:g}" if result.cfg is not None else f"{result.sampler}, {result.steps} steps"
         print(f"generated {len(result.paths)} images in {result.seconds:.1f}s from {result.model} (seed "
-              f"{result.seed}, guidance scale {result.cfg:g})")
+              f"{result.seed}, {how})")
         print(f"images: {result.paths[0].parent}")
     return 0

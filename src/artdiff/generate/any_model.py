@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from artdiff.errors import UserError
-from artdiff.generate.options import GenerateOptions, GenerateResult
+from artdiff.generate.options import (
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    PIXEL_OPTIONS,
+    GenerateOptions,
+    GenerateResult,
+)
 from artdiff.models import factory
 from artdiff.models.single_file import is_checkpoint_file
 from artdiff.models.stable_diffusion import is_stable_diffusion
 
 ADAPTER_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 SMALL_FILE = 256 * 2**20  # a LoRA or embedding; full checkpoints are gigabytes and not opened to look
+PIXEL_FILE_SUFFIXES = (".pt", ".pth", ".safetensors")  # how improved/guided-diffusion and their fine-tunes ship
+# Keys only improved/guided-diffusion's UNet has at the top level (SD checkpoints nest theirs under
+# model.diffusion_model.), spec: checkpoint-formats.md §3.2
+OPENAI_UNET_KEYS = ("time_embed.0.weight", "input_blocks.0.0.weight")
 
 
-def model_kind(reference: str | None) -> str:
-    """embedding-ldm or stable-diffusion, from artdiff.json, the diffusers layout or an SD checkpoint file."""
+def model_kind(reference: str | None, *, flags: str | None = None) -> str:
+    """embedding-ldm, stable-diffusion or unconditional, from artdiff.json, the diffusers layout or a checkpoint file.
+
+    An original improved/guided-diffusion file is unconditional when --flags describes it, or when its keys are
+    that UNet's (its loader then asks for the flags).
+    """
     if reference is None:
         return "embedding-ldm"
     path = Path(reference).expanduser()
+    if path.is_file() and path.suffix.lower() in PIXEL_FILE_SUFFIXES and (flags is not None or is_openai_unet(path)):
+        return "unconditional"
     if path.is_file():
         hint = adapter_hint(path)
         if hint:
@@ -85,9 +102,70 @@ def _tensor_names(path: Path) -> tuple[list[str], dict[str, str]]:
     return keys, {}
 
 
+def is_openai_unet(path: Path) -> bool:
+    """True for a state dict in improved/guided-diffusion's UNet layout, told from its key names alone.
+
+    A safetensors header is read without the data; a pickle is opened memory-mapped (its tensors are not read)
+    with weights_only=True, so no code runs and a multi-GB file costs nothing; an old-format pickle that cannot be
+    mapped is read only when small.
+    """
+    if path.suffix.lower() == ".safetensors":
+        keys, _ = _tensor_names(path)
+        return all(key in keys for key in OPENAI_UNET_KEYS)
+    try:
+        import torch
+
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # not the zip format torch.save has written since 1.6
+            if path.stat().st_size > SMALL_FILE:
+                return False
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable or needing code: the loader that takes the file gives the one-line reason
+        return False
+    for wrapper in ("state_dict", "model", "ema"):  # training scripts' wrappers around the state dict
+        if isinstance(data, dict) and isinstance(data.get(wrapper), dict):
+            data = data[wrapper]
+    return isinstance(data, dict) and all(key in data for key in OPENAI_UNET_KEYS)
+
+
+# What each pixel-only option is, and what embedding and Stable Diffusion models offer instead.
+PIXEL_ONLY = {"respacing": ("--respacing", "--steps sets their step count"),
+              "flags": ("--flags", "it describes an original improved/guided-diffusion .pt/.pth file given as --model"),
+              "clip_denoised": ("--clip-denoised", "it clamps a pixel model's predicted image to its [-1, 1] range"),
+              "skip_steps": ("--skip-steps", "--strength sets how much of --init-image is repainted"),
+              "class_label": ("--class-label", "they are steered by prompts")}
+
+
+def check_no_pixel_options(options: GenerateOptions, kind: str) -> None:
+    """Refuse the options only unconditional pixel models have, each with what this kind offers instead."""
+    defaults = GenerateOptions()
+    for name in PIXEL_OPTIONS:
+        if getattr(options, name) != getattr(defaults, name):
+            flag, instead = PIXEL_ONLY[name]
+            raise UserError(f"{flag} is for unconditional pixel models (improved/guided-diffusion); for {kind} "
+                            f"models {instead}")
+
+
+def with_defaults(options: GenerateOptions, **defaults: object) -> GenerateOptions:
+    """The options with each unset (None) field given its default; the result is checked again."""
+    unset = {name: value for name, value in defaults.items() if getattr(options, name) is None}
+    try:
+        return dataclasses.replace(options, **unset) if unset else options
+    except ValueError as error:  # e.g. --eta given for the sampler this kind defaults to
+        raise UserError(str(error)) from None
+
+
 def generate(options: GenerateOptions) -> GenerateResult:
     """Generate with the generator for the model's kind."""
-    kind = model_kind(options.model)
+    kind = model_kind(options.model, flags=options.flags)
+    if kind == "unconditional":
+        from artdiff.generate.pixel_generate import generate_unconditional
+
+        return generate_unconditional(options)
+    if kind in ("stable-diffusion", "embedding-ldm"):
+        check_no_pixel_options(options, kind)
+        options = with_defaults(options, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS)
     if kind == "stable-diffusion":
         from artdiff.generate.sd_generate import generate_sd
 
@@ -99,5 +177,5 @@ def generate(options: GenerateOptions) -> GenerateResult:
     if kind == "image-variation":
         raise UserError(f"{options.model} is an image-variation model; make variations of an image with "
                         f"`artdiff vary IMAGE --model {options.model}`")
-    raise UserError(f"{options.model} is a {kind} model directory; `artdiff generate` needs an embedding-ldm or "
-                    "Stable Diffusion model")
+    raise UserError(f"{options.model} is a {kind} model directory; `artdiff generate` needs an embedding-ldm, "
+                    "Stable Diffusion or unconditional model")

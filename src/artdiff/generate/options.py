@@ -6,6 +6,7 @@ Light on purpose: `artdiff generate --help` and `artdiff vary --help` import thi
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,6 +23,12 @@ MAX_SIDE = 16384  # pixels per side; the memory check refuses what does not fit 
 MAX_IMAGES = 10**7  # -n: images are written one batch at a time, so this is a sanity bound only
 MAX_BATCH = 64
 ETA_SAMPLERS = {"ddim": 0.0, "euler_a": 1.0}  # the samplers with noise, and their default eta (A1111's too)
+DEFAULT_SAMPLER = "dpm++2m"  # embedding and Stable Diffusion models; pixel models resolve theirs (pixel_sampler)
+DEFAULT_STEPS = 50
+MAX_CLASSES = 100000  # a sanity bound for --class-label; the model's own class count is checked when it loads
+# improved-diffusion's timestep_respacing: "ddimN", or section counts "N" / "A,B,C" (respace.space_timesteps)
+RESPACING = re.compile(r"ddim[0-9]+|[0-9]+( *, *[0-9]+)*")
+PIXEL_OPTIONS = ("respacing", "flags", "clip_denoised", "skip_steps", "class_label")  # unconditional models only
 
 
 def check_number(flag: str, value: Any, low: float, high: float, *, whole: bool = False) -> None:
@@ -56,15 +63,12 @@ def check_sampling(options: Any) -> None:
             raise ValueError(f"{error}, or -1 for a random one (A1111's range)") from None
     check_number("-n", options.n, 1, MAX_IMAGES, whole=True)
     check_number("--batch-size", options.batch_size, 1, MAX_BATCH, whole=True)
-    check_number("--steps", options.steps, 1, MAX_STEPS, whole=True)
+    if options.steps is not None:  # None: the model kind's default (generate resolves it before sampling)
+        check_number("--steps", options.steps, 1, MAX_STEPS, whole=True)
     if options.cfg is not None:
         check_number("--cfg", options.cfg, 0, MAX_CFG)
     if options.eta is not None:
-        # eta 0 is what every other sampler does anyway (a sidecar's request fed back as --config carries it)
-        if options.sampler not in ETA_SAMPLERS and options.eta != 0:
-            raise ValueError(f"--eta changes only {' and '.join(ETA_SAMPLERS)} steps, not {options.sampler}; drop "
-                             "it or pick one of those samplers")
-        check_number("--eta", options.eta, 0, 1)
+        check_eta(options.sampler, options.eta)
     for flag in ("size", "width", "height"):
         value = getattr(options, flag)
         if value is not None:
@@ -75,6 +79,30 @@ def check_sampling(options: Any) -> None:
             if isinstance(item, str):
                 check_text(field.metadata.get("flag") or "--" + field.name.replace("_", "-"), item)
     check_text("--out", str(options.out))
+
+
+def check_eta(sampler: str | None, eta: float) -> None:
+    """Refuse an eta the sampler does not use, or one outside [0, 1]; an unresolved sampler (None) waits."""
+    # eta 0 is what every other sampler does anyway (a sidecar's request fed back as --config carries it)
+    if sampler is not None and sampler not in ETA_SAMPLERS and eta != 0:
+        raise ValueError(f"--eta changes only {' and '.join(ETA_SAMPLERS)} steps, not {sampler}; drop it or pick "
+                         "one of those samplers")
+    check_number("--eta", eta, 0, 1)
+
+
+def check_respacing(respacing: str) -> None:
+    """Refuse text that is not improved-diffusion's respacing syntax (the counts are checked against the model)."""
+    if not RESPACING.fullmatch(respacing.strip()):
+        raise ValueError(f"--respacing {respacing!r} must be ddimN (DDIM's N evenly strided steps, e.g. ddim50), N "
+                         "(N steps, e.g. 250) or counts per section of the schedule, e.g. 10,10,10")
+
+
+def pixel_sampler(sampler: str | None, respacing: str | None) -> str:
+    """The sampler a pixel model runs: the one given, else ddpm for --respacing N or A,B,C (clip-diffusion-art's
+    rule), else ddim (for ddimN, and without --respacing, as clip-diffusion-art's default ddim50)."""
+    if sampler is not None:
+        return sampler
+    return "ddpm" if respacing and not respacing.strip().startswith("ddim") else "ddim"
 
 
 def sampler_eta(sampler: str, eta: float | None) -> float:
@@ -119,8 +147,10 @@ class GenerateOptions:
                                       "(cond_i - uncond), so weights multiply --cfg (default: weights are relative, "
                                       "divided by the sum of the positive ones, and the guidance scale is --cfg)")
     rescale: float = option(0.0, "guidance rescale phi (Lin et al. 2023), 0 to 1; 0.7 suits v-prediction models")
-    steps: int = option(50, "sampling steps (1 to 1000)")
-    sampler: Sampler = option("dpm++2m", "sampler")
+    steps: int | None = option(None, "sampling steps (1 to 1000); pixel models with --respacing run the steps it "
+                                     "keeps (--steps, if given too, must equal that count)", shown_default="50")
+    sampler: Sampler | None = option(None, "sampler (default: dpm++2m; pixel models: ddim, or ddpm with the model's "
+                                           "learned variance for --respacing N or A,B,C)", shown_default="per model")
     karras: bool = option(False, "Karras et al. (2022) sigma spacing")
     eta: float | None = option(None, "noise of ddim / euler_a steps, 0 to 1 (default: 0 for ddim, 1 for euler_a)",
                                shown_default="per sampler")
@@ -134,8 +164,24 @@ class GenerateOptions:
     size: int | None = option(None, "square image side in pixels (default: the model's training size)")
     width: int | None = option(None, "image width in pixels (Stable Diffusion; a multiple of 8)")
     height: int | None = option(None, "image height in pixels (Stable Diffusion; a multiple of 8)")
-    init_image: str | None = option(None, "start from this image (img2img, Stable Diffusion)")
-    strength: float = option(0.75, "how much of --init-image to repaint: 0 keeps it, 1 ignores it")
+    init_image: str | None = option(None, "start from this image (img2img; Stable Diffusion and pixel models)")
+    strength: float = option(0.75, "how much of --init-image to repaint: 0 keeps it, 1 ignores it (pixel models: "
+                                   "--skip-steps is the steps it leaves out, steps - int(steps * strength))")
+    respacing: str | None = option(None, "pixel models: improved-diffusion's timestep respacing: ddimN (DDIM on N "
+                                         "evenly strided timesteps, e.g. ddim50), N (e.g. 250) or steps per section "
+                                         "of the schedule (e.g. 10,10,10); it sets the step count",
+                                   metavar="SPACING")
+    flags: str | None = option(None, "an original improved/guided-diffusion .pt/.pth/.safetensors file as --model: "
+                                     "its MODEL_FLAGS and DIFFUSION_FLAGS (\"--image_size 256 --num_channels 128 ...\") "
+                                     "or a preset: lsun-uncond-256 | openai-256-uncond | clip-diffusion-art-256",
+                               metavar="FLAGS")
+    clip_denoised: bool = option(False, "pixel models: clamp each step's predicted image to [-1, 1] "
+                                        "(improved-diffusion's clip_denoised)")
+    skip_steps: int = option(0, "pixel models: skip the first N of the steps, starting from --init-image noised to "
+                                "that step, or from noise at that level without one (default with --init-image: from "
+                                "--strength)")
+    class_label: int | None = option(None, "class-conditional pixel models: the class to sample (default: one "
+                                           "drawn per image from its seed, and recorded)", metavar="N")
     lora: list[str] = option(help="LoRA FILE_OR_DIR[:SCALE] (default scale 1) on the UNet and, when the file has "
                                   "its layers, the text encoder: diffusers, kohya or A1111 files (Stable Diffusion; "
                                   "repeatable)", flag="--lora", metavar="FILE[:SCALE]", default_factory=list)
@@ -147,6 +193,15 @@ class GenerateOptions:
         check_number("--strength", self.strength, 0, 1)
         check_number("--rescale", self.rescale, 0, 1)
         check_number("--clip-skip", self.clip_skip, 1, 48, whole=True)
+        check_number("--skip-steps", self.skip_steps, 0, MAX_STEPS - 1, whole=True)
+        if self.class_label is not None:
+            check_number("--class-label", self.class_label, 0, MAX_CLASSES - 1, whole=True)
+        if self.respacing is not None:
+            check_respacing(self.respacing)
+            if self.karras:
+                raise ValueError("--karras spaces the sigmas itself and --respacing picks timesteps; use one of them")
+            if self.eta is not None:  # the sampler --respacing implies is known now; without it the model decides
+                check_eta(pixel_sampler(self.sampler, self.respacing), self.eta)
 
 
 @dataclass
@@ -159,9 +214,12 @@ class GenerateResult:
     prompt: str = ""
     seed: int | None = None  # the first image's seed (the one drawn for --seed -1)
     cfg: float | None = None  # the guidance scale used; for embedding models the effective one after the weights
+    sampler: str | None = None  # the sampler that ran (resolved per model kind when --sampler was not given)
+    steps: int | None = None  # the steps of its schedule (pixel models: the respaced count)
 
     def to_json(self) -> dict:
         """Plain data for --json."""
         return {"images": [str(p) for p in self.paths], "seconds": round(self.seconds, 3), "model": self.model,
-                "prompt": self.prompt, "seed": self.seed, "cfg": self.cfg,
+                "prompt": self.prompt, "seed": self.seed, "cfg": self.cfg, "sampler": self.sampler,
+                "steps": self.steps,
                 "images_per_s": round(len(self.paths) / self.seconds, 3) if self.seconds else None}

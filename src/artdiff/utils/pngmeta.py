@@ -48,13 +48,15 @@ def model_display_name(path: Path) -> str:
     return path.name
 
 
-def infotext(prompt: str, *, steps: int, sampler: str, cfg_scale: float, seed: int, size: tuple[int, int],
+def infotext(prompt: str, *, steps: int, sampler: str, cfg_scale: float | None, seed: int, size: tuple[int, int],
              model_name: str, model_hash: str, negative: str = "", extra: dict[str, Any] | None = None) -> str:
     """The "parameters" text A1111 writes: prompt, negative prompt, then "Key: value" pairs on one line.
 
-    `sampler` is artdiff's name (written as A1111's label); `extra` values of None are left out.
+    `sampler` is artdiff's name (written as A1111's label); `extra` values of None are left out, and so is
+    `CFG scale` for a model without guidance (None).
     """
-    pairs = {"Steps": steps, "Sampler": a1111_sampler(sampler), "CFG scale": f"{cfg_scale:g}", "Seed": seed,
+    cfg = None if cfg_scale is None else f"{cfg_scale:g}"
+    pairs = {"Steps": steps, "Sampler": a1111_sampler(sampler), "CFG scale": cfg, "Seed": seed,
              "Size": f"{size[0]}x{size[1]}", "Model hash": model_hash, "Model": model_name, **(extra or {})}
     lines = [prompt]
     if negative:

@@ -1,0 +1,73 @@
+"""generate's pixel-model options: checked where they enter, resolved per model kind, refused where they do nothing."""
+
+import pytest
+
+from artdiff.cli.main import main
+from artdiff.errors import UserError
+from artdiff.generate.any_model import check_no_pixel_options, with_defaults
+from artdiff.generate.options import GenerateOptions, pixel_sampler
+
+
+def run_fails(argv, tmp_path, capsys) -> str:
+    assert main(["generate", *argv, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "bug in artdiff" not in error, error
+    assert not (tmp_path / "out").exists()
+    return error
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--respacing", "fast"], "--respacing 'fast' must be ddimN"),
+    (["--respacing", "ddim"], "--respacing 'ddim' must be ddimN"),
+    (["--respacing", "10;10"], "--respacing '10;10' must be"),
+    (["--respacing", "-5"], "must be ddimN"),
+    (["--respacing", "250", "--eta", "0.5"], "--eta changes only ddim and euler_a steps, not ddpm"),
+    (["--respacing", "ddim50", "--karras"], "--karras spaces the sigmas itself"),
+    (["--skip-steps", "-1"], "--skip-steps -1 must be a whole number from 0 to 999"),
+    (["--skip-steps", "1000"], "--skip-steps"),
+    (["--class-label", "-1"], "--class-label -1 must be a whole number"),
+    (["--class-label", "1.5"], "--class-label"),
+])
+def test_bad_pixel_options_are_one_line_before_any_model_loads(argv, expected, tmp_path, capsys):
+    assert expected in run_fails(argv, tmp_path, capsys)
+
+
+def test_the_sampler_follows_respacing_unless_given():
+    assert pixel_sampler(None, None) == "ddim"  # clip-diffusion-art's default, ddim50
+    assert pixel_sampler(None, "ddim25") == "ddim"
+    assert pixel_sampler(None, "250") == "ddpm" and pixel_sampler(None, "10,10,10") == "ddpm"
+    assert pixel_sampler("euler", "250") == "euler" and pixel_sampler("ddim", "250") == "ddim"
+    # the eta of the implied sampler is checked at once: ddim50 takes one, 250 (ddpm) does not
+    assert GenerateOptions(respacing="ddim50", eta=0.5).eta == 0.5
+    assert GenerateOptions(respacing=" 10, 10 ,10 ").respacing == " 10, 10 ,10 "  # int() in the original strips
+
+
+def test_embedding_and_sd_models_keep_their_defaults_and_refuse_pixel_options():
+    options = with_defaults(GenerateOptions(), sampler="dpm++2m", steps=50)
+    assert (options.sampler, options.steps) == ("dpm++2m", 50)
+    assert with_defaults(GenerateOptions(sampler="heun", steps=7), sampler="dpm++2m", steps=50).sampler == "heun"
+    with pytest.raises(UserError, match="--eta changes only ddim and euler_a steps, not dpm\\+\\+2m"):
+        with_defaults(GenerateOptions(eta=0.5), sampler="dpm++2m", steps=50)
+    for field, value, flag in (("respacing", "ddim50", "--respacing"), ("flags", "lsun-uncond-256", "--flags"),
+                               ("clip_denoised", True, "--clip-denoised"), ("skip_steps", 3, "--skip-steps"),
+                               ("class_label", 7, "--class-label")):
+        with pytest.raises(UserError, match=f"^{flag} is for unconditional pixel models .* for stable-diffusion"):
+            check_no_pixel_options(GenerateOptions(**{field: value}), "stable-diffusion")
+    check_no_pixel_options(GenerateOptions(), "embedding-ldm")  # the defaults (a fed-back sidecar) pass
+
+
+def test_pixel_options_on_the_shipped_embedding_model_are_one_line(tmp_path, capsys):
+    error = run_fails(["rothko", "--respacing", "ddim50"], tmp_path, capsys)
+    assert "--respacing is for unconditional pixel models" in error and "--steps sets their step count" in error
+    error = run_fails(["rothko", "--flags", "lsun-uncond-256"], tmp_path, capsys)
+    assert "--flags is for unconditional pixel models" in error
+    assert "eta changes only" in run_fails(["rothko", "--eta", "0.5"], tmp_path, capsys)  # dpm++2m still the default
+
+
+def test_help_lists_the_pixel_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--respacing", "--flags", "--clip-denoised", "--skip-steps", "--class-label"):
+        assert flag in text
+    assert "lsun-uncond-256" in text and "default: per model" in text
