@@ -28,6 +28,10 @@ METHODS: dict[str, tuple[str, str, str, str, str]] = {
     "textual-inversion": ("artdiff.train.textual_inversion", "artdiff.train.textual_inversion_config",
                           "TextualInversionConfig", "train_textual_inversion",
                           "learn new token vectors (or retrain a word's) on a frozen Stable Diffusion, A1111-style"),
+    "unconditional": ("artdiff.train.unconditional", "artdiff.train.unconditional_config", "UnconditionalConfig",
+                      "train_unconditional",
+                      "pixel diffusion with improved-diffusion's hybrid loss (learned variance): from --preset, or "
+                      "fine-tune --init MODEL (an unconditional model dir or an OpenAI .pt with --flags)"),
     "lora": ("artdiff.train.lora", "artdiff.train.lora_config", "LoraTrainConfig", "train_lora",
              "low-rank adapters (LoRA) on a frozen Stable Diffusion's attention, saved in diffusers' format: "
              "--model SD --rank 4 [--train-text-encoder]"),

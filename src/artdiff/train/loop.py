@@ -47,6 +47,8 @@ class TrainTask(Protocol):
     def sample(self, model: torch.nn.Module) -> torch.Tensor | None: ...  # fixed-seed images (N, 3, H, W) in [0, 1]
     def save(self, model: torch.nn.Module, directory: Path) -> None: ...  # write the model directory
     # Optional: `log_extra() -> dict[str, float]`, more scalars for log.jsonl and the tracker at each log step.
+    # Optional: `task_state() -> dict[str, Tensor]` and `load_task_state(tensors)`, the method's own state (e.g. a
+    # timestep sampler's loss history), written into every checkpoint and restored on resume for exact resumption.
 
 
 @dataclass
@@ -131,6 +133,8 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
         state = resumed.state
         if ema is not None and resumed.ema is not None:
             ema.load_state_dict(resumed.ema)
+        if hasattr(task, "load_task_state"):
+            task.load_task_state(resumed.extra_tensors)
     if cfg.report_to != "none":
         accelerator.init_trackers("artdiff", config={k: str(v) for k, v in to_dict(cfg).items()})
 
@@ -168,7 +172,7 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
                 accelerator.log({"loss": loss, "lr": record["lr"], **extra}, step=state.step)
             due = state.step % cfg.checkpoint_every == 0 or stop.requested or state.step == cfg.max_steps
             if due and state.bad_steps == 0:  # never rotate a good checkpoint out during a non-finite streak
-                _save(cfg, accelerator, state, model, ema, optimizer, scheduler)
+                _save(cfg, accelerator, state, model, ema, optimizer, scheduler, task)
             if cfg.sample_every and state.step % cfg.sample_every == 0 and accelerator.is_main_process:
                 result.samples += _samples(cfg, task, accelerator.unwrap_model(model), params, ema, state.step)
             if stop.requested:
@@ -254,11 +258,12 @@ def _check_run_dir(cfg: LoopConfig) -> None:
 
 
 def _save(cfg: LoopConfig, accelerator: Accelerator, state: LoopState, model: torch.nn.Module, ema: EMA | None,
-          optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+          optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, task: TrainTask) -> None:
+    extra = task.task_state() if hasattr(task, "task_state") else None  # on every process: it may settle state
     if accelerator.is_main_process:
         save_checkpoint(cfg.out, state, model=accelerator.unwrap_model(model),
                         ema=ema.state_dict() if ema is not None else None, optimizer=optimizer, scheduler=scheduler,
-                        keep=cfg.keep_checkpoints)
+                        keep=cfg.keep_checkpoints, extra_tensors=extra)
     accelerator.wait_for_everyone()
 
 

@@ -1,0 +1,148 @@
+"""The hybrid objective of Nichol & Dhariwal (2021), "Improved denoising diffusion probabilistic models".
+
+Notation (Ho et al. 2020): betas beta_t, alpha-bar a_t = prod(1 - beta_s), x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps,
+the true posterior q(x_{t-1} | x_t, x0) = N(mu-tilde_t, beta-tilde_t), and the model's p(x_{t-1} | x_t) =
+N(mu_theta, Sigma_theta). Pixels live in [-1, 1]; t is a 0-based index into the T training steps.
+The tables are float64; per-example terms are computed in the inputs' dtype (pass float32, not fp16).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
+    """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)) elementwise, in nats (broadcasting)."""
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+
+
+def approx_standard_normal_cdf(x: Tensor) -> Tensor:
+    """Phi(x) by the tanh approximation of Page (1977), as Ho et al.'s decoder uses."""
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def discretized_gaussian_log_likelihood(x: Tensor, *, means: Tensor, log_scales: Tensor) -> Tensor:
+    """log P(x) per element of a Gaussian binned to 256 levels on [-1, 1] (Ho et al. 2020, eq. 13), in nats.
+
+    The two end bins extend to -inf and +inf, so every value of the Gaussian's mass is counted.
+    """
+    centered = x - means
+    inv_std = torch.exp(-log_scales)
+    cdf_plus = approx_standard_normal_cdf(inv_std * (centered + 1.0 / 255.0))
+    cdf_min = approx_standard_normal_cdf(inv_std * (centered - 1.0 / 255.0))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
+    log_delta = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
+
+
+@dataclass(frozen=True)
+class DiffusionTables:
+    """Per-timestep constants of a discrete diffusion (float64, shape (T,))."""
+
+    betas: Tensor
+    alphas_bar: Tensor
+    alphas_bar_prev: Tensor
+    posterior_log_variance_clipped: Tensor  # log beta-tilde_t, with t = 0 taking t = 1's value (beta-tilde_0 = 0)
+    posterior_mean_coef1: Tensor  # mu-tilde_t = coef1 * x0 + coef2 * x_t
+    posterior_mean_coef2: Tensor
+
+    @classmethod
+    def from_betas(cls, betas: Tensor) -> DiffusionTables:
+        """Build the tables of Ho et al. (2020) eq. 6-7 from the betas."""
+        betas = betas.to(torch.float64)
+        alphas_bar = torch.cumprod(1.0 - betas, dim=0)
+        prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_bar[:-1]])
+        posterior_variance = betas * (1.0 - prev) / (1.0 - alphas_bar)
+        clipped = torch.cat([posterior_variance[1:2], posterior_variance[1:]]) if len(betas) > 1 else betas
+        return cls(betas=betas, alphas_bar=alphas_bar, alphas_bar_prev=prev,
+                   posterior_log_variance_clipped=torch.log(clipped),
+                   posterior_mean_coef1=betas * prev.sqrt() / (1.0 - alphas_bar),
+                   posterior_mean_coef2=(1.0 - prev) * (1.0 - betas).sqrt() / (1.0 - alphas_bar))
+
+    @property
+    def num_timesteps(self) -> int:
+        return len(self.betas)
+
+
+def _at(table: Tensor, t: Tensor, like: Tensor) -> Tensor:
+    """table[t] shaped (B, 1, 1, 1) in `like`'s dtype and device."""
+    return table.to(like.device)[t.to(like.device)].to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def q_sample(tables: DiffusionTables, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    """x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps."""
+    return _at(tables.alphas_bar.sqrt(), t, x0) * x0 + _at((1 - tables.alphas_bar).sqrt(), t, x0) * eps
+
+
+def q_posterior_mean(tables: DiffusionTables, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+    """mu-tilde_t(x_t, x0), the mean of q(x_{t-1} | x_t, x0)."""
+    return _at(tables.posterior_mean_coef1, t, x_t) * x0 + _at(tables.posterior_mean_coef2, t, x_t) * x_t
+
+
+def learned_range_log_variance(tables: DiffusionTables, v: Tensor, t: Tensor) -> Tensor:
+    """log Sigma = frac log beta_t + (1 - frac) log beta-tilde_t with frac = (v + 1) / 2 (Nichol & Dhariwal eq. 15)."""
+    frac = (v + 1) / 2
+    return frac * _at(tables.betas.log(), t, v) + (1 - frac) * _at(tables.posterior_log_variance_clipped, t, v)
+
+
+def predict_x0_from_eps(tables: DiffusionTables, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    """x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)."""
+    return _at((1 / tables.alphas_bar).sqrt(), t, x_t) * x_t - _at((1 / tables.alphas_bar - 1).sqrt(), t, x_t) * eps
+
+
+def vb_term_bits(tables: DiffusionTables, *, x0: Tensor, x_t: Tensor, t: Tensor, model_x0: Tensor,
+                 model_log_variance: Tensor) -> Tensor:
+    """L_{t-1} per example in bits per dimension: the KL to the true posterior, or at t = 0 the decoder NLL."""
+    true_mean = q_posterior_mean(tables, x0, x_t, t)
+    true_log_variance = _at(tables.posterior_log_variance_clipped, t, x_t)
+    model_mean = q_posterior_mean(tables, model_x0, x_t, t)
+    kl = normal_kl(true_mean, true_log_variance, model_mean, model_log_variance).flatten(1).mean(1)
+    nll = -discretized_gaussian_log_likelihood(x0, means=model_mean, log_scales=0.5 * model_log_variance)
+    nll = nll.flatten(1).mean(1)
+    return torch.where(t.to(x0.device) == 0, nll, kl) / math.log(2.0)
+
+
+@dataclass
+class HybridLoss:
+    """Per-example terms (B,): loss = mse + vb (vb is zero without a learned variance)."""
+
+    loss: Tensor
+    mse: Tensor
+    vb: Tensor
+
+
+def hybrid_loss(tables: DiffusionTables, output: Tensor, *, x0: Tensor, x_t: Tensor, eps: Tensor, t: Tensor,
+                parameterization: str = "eps", learn_sigma: bool = True,
+                rescale_learned_sigmas: bool = False) -> HybridLoss:
+    """L_simple + L_vlb term of Nichol & Dhariwal (2021) sec. 3.1 for a model output (B, 3 or 6, H, W).
+
+    L_simple is the MSE to eps (or to x0 for parameterization "x0"). With a learned variance the output's second
+    half v sets log Sigma by learned range, and the vb term is computed with the predicted mean DETACHED, so it
+    trains only the variance ("stop-gradient" in the paper). The paper's lambda = 0.001 on the full
+    L_vlb = T * E_t[L_t] is, for T = 1000, exactly the per-example L_t used here with weight 1;
+    rescale_learned_sigmas multiplies it by T / 1000, which keeps lambda = 0.001 for other T (improved-diffusion's
+    RESCALED_MSE); without it the weight stays 1 whatever T.
+    """
+    channels = x0.shape[1]
+    if learn_sigma:
+        if output.shape[1] != 2 * channels:
+            raise ValueError(f"a learned-variance model must output {2 * channels} channels, got {output.shape[1]}")
+        prediction, v = output[:, :channels], output[:, channels:]
+    else:
+        prediction, v = output, None
+    target = x0 if parameterization == "x0" else eps
+    mse = ((target - prediction) ** 2).flatten(1).mean(1)
+    if v is None:
+        return HybridLoss(loss=mse, mse=mse, vb=torch.zeros_like(mse))
+    frozen = prediction.detach()
+    model_x0 = frozen if parameterization == "x0" else predict_x0_from_eps(tables, x_t, t, frozen)
+    vb = vb_term_bits(tables, x0=x0, x_t=x_t, t=t, model_x0=model_x0,
+                      model_log_variance=learned_range_log_variance(tables, v, t))
+    if rescale_learned_sigmas:
+        vb = vb * (tables.num_timesteps / 1000.0)
+    return HybridLoss(loss=mse + vb, mse=mse, vb=vb)

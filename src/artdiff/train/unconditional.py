@@ -1,0 +1,219 @@
+"""`artdiff train unconditional`: pixel diffusion with improved-diffusion's hybrid objective (Nichol & Dhariwal 2021).
+
+Each step draws, per example and from its own seed: a timestep (uniform or loss-second-moment), the noise and
+an optional horizontal flip; the UNet's output is scored by L_simple + the vb term (core.diffusion_losses), each
+example weighted by its importance weight 1 / (T p_t). The result is an `unconditional` model directory
+(unet/ + artdiff.json) that `artdiff generate --model` samples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from artdiff.config import to_dict
+from artdiff.core.diffusion_losses import DiffusionTables, hybrid_loss, q_sample
+from artdiff.core.schedules import ddpm_betas
+from artdiff.data.dataset import ImageDataset
+from artdiff.errors import UserError
+from artdiff.models import factory
+from artdiff.models.model_info import ModelInfo
+from artdiff.train.loop import LoopResult, run_training
+from artdiff.train.timestep_sampler import make_timestep_sampler
+from artdiff.train.unconditional_config import UnconditionalConfig
+from artdiff.train.unconditional_presets import OWN_PRESETS
+
+SAMPLE_SEEDS = list(range(8))  # the fixed seeds of every sample grid
+
+
+class UnconditionalTask:
+    """Images are loaded once at the model's size; each step noises them and scores the UNet's eps (and variance)."""
+
+    def __init__(self, cfg: UnconditionalConfig) -> None:
+        self.cfg = cfg
+        if cfg.timestep_sampler == "loss-second-moment" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError("--timestep-sampler loss-second-moment runs in one process for now (each process would "
+                            "see only its share of the losses); use uniform with several processes")
+        torch.manual_seed(cfg.seed)
+        self.model, self.info = _initial_model(cfg)
+        if (self.info.conditioning or {}).get("type", "none") != "none":
+            raise UserError(f"{cfg.init} is class-conditional; `artdiff train unconditional` trains models without "
+                            "class labels")
+        image_size = int(self.info.extra.get("image_size") or self.model.config.sample_size)
+        self.size = cfg.size or image_size
+        _check_size(self.size, image_size, self.model, fine_tuning=cfg.init is not None)
+        schedule = self.info.schedule or {}
+        self.tables = DiffusionTables.from_betas(_betas(schedule))
+        self.learn_sigma = self.info.extra.get("variance", "learned_range") == "learned_range"
+        if self.learn_sigma != (self.model.config.out_channels == 6):
+            raise UserError(f"the model has {self.model.config.out_channels} output channels, but its artdiff.json "
+                            f"says variance {self.info.extra.get('variance')!r}")
+        self.rescale_timesteps = bool(self.info.extra.get("rescale_timesteps", False))
+        self.sampler = make_timestep_sampler(cfg.timestep_sampler, self.tables.num_timesteps)
+        self.data = ImageDataset(cfg.data, size=self.size)
+        self._step: int | None = None
+        self._last: dict[str, float] = {}
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters())
+
+    def dataset_size(self) -> int:
+        return len(self.data)
+
+    def batch(self, indices: list[int]) -> torch.Tensor:
+        return self.data.images(indices)  # (B, 3, S, S) in [0, 1]; flips are drawn in loss() from the seeds
+
+    def loss(self, model: torch.nn.Module, batch: torch.Tensor, seeds: list[int], step: int) -> torch.Tensor:
+        if step != self._step:  # the previous step's losses join the sampler's history only now
+            self.sampler.begin_step()
+            self._step = step
+        x0, eps, t, weights = self._draws(batch, seeds)
+        x_t = q_sample(self.tables, x0, t, eps)
+        timestep = t.float() * (1000.0 / self.tables.num_timesteps) if self.rescale_timesteps else t
+        output = model(x_t, timestep.to(x0.device)).sample.float()  # (B, 3 or 6, S, S); the loss in float32
+        terms = hybrid_loss(self.tables, output, x0=x0, x_t=x_t, eps=eps, t=t,
+                            parameterization=self.info.parameterization or "eps", learn_sigma=self.learn_sigma,
+                            rescale_learned_sigmas=self.cfg.rescale_learned_sigmas)
+        self.sampler.record(seeds, t.tolist(), terms.loss.detach().cpu().tolist())
+        self._last = {"mse": float(terms.mse.detach().mean()), "vb": float(terms.vb.detach().mean())}
+        return (terms.loss * weights).mean()
+
+    def _draws(self, batch: torch.Tensor, seeds: list[int]):
+        """An example's timestep, noise and flip, in that order, from its own seed."""
+        ts, weights, epss, flips = [], [], [], []
+        for seed in seeds:
+            g = torch.Generator().manual_seed(seed)
+            t, weight = self.sampler.draw(g)
+            ts.append(t)
+            weights.append(weight)
+            epss.append(torch.randn(batch.shape[1:], generator=g))
+            flips.append(bool(torch.rand((), generator=g) < 0.5) if self.cfg.flip else False)
+        device = batch.device
+        x0 = batch.float() * 2 - 1  # pixels in [-1, 1]
+        flip = torch.tensor(flips, device=device)[:, None, None, None]
+        x0 = torch.where(flip, x0.flip(-1), x0)
+        return (x0, torch.stack(epss).to(device), torch.tensor(ts, device=device),
+                torch.tensor(weights, dtype=torch.float32, device=device))
+
+    def log_extra(self) -> dict[str, float]:
+        """The last micro-batch's mean L_simple and vb term, beside the loop's weighted loss."""
+        return dict(self._last)
+
+    def task_state(self) -> dict[str, torch.Tensor]:
+        return self.sampler.state_dict()
+
+    def load_task_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.sampler.load_state_dict(tensors)
+
+    @torch.no_grad()
+    def sample(self, model: torch.nn.Module) -> torch.Tensor | None:
+        """A grid of the fixed seeds by DDIM (eta 0); None until generate.pixel_sample is there."""
+        try:
+            from artdiff.generate.pixel_sample import sample_pixels
+        except ImportError:
+            return None
+        return sample_pixels(model, self.info, seeds=SAMPLE_SEEDS, steps=self.cfg.sample_steps, sampler="ddim",
+                             size=self.size)
+
+    def save(self, model: torch.nn.Module, directory: Path) -> None:
+        """unet/ beside artdiff.json; a converted --init keeps its source, schedule and variance fields."""
+        tmp = directory.with_name(f".{directory.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        factory.save_diffusers_model(model, tmp / "unet")
+        data = self.info.to_dict()
+        data.update(recipe=to_dict(self.cfg), image_size=self.size)
+        factory.write_model_info(tmp, ModelInfo.from_dict(data))
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+
+
+def _betas(schedule: dict[str, Any]) -> torch.Tensor:
+    """The training betas an artdiff.json schedule describes."""
+    if schedule.get("type") != "discrete":
+        raise UserError(f"the model's schedule {schedule.get('type')!r} is not discrete; an unconditional pixel "
+                        "model needs DDPM betas")
+    return ddpm_betas(schedule.get("beta_schedule", "linear"), num_train_timesteps=schedule["num_train_timesteps"],
+                      beta_start=schedule.get("beta_start", 0.0001), beta_end=schedule.get("beta_end", 0.02))
+
+
+def _check_size(size: int, image_size: int, model: torch.nn.Module, *, fine_tuning: bool) -> None:
+    """The training size must be the fine-tuned model's own, and divisible by the UNet's downsampling."""
+    if fine_tuning and size != image_size:
+        raise UserError(f"--size {size} differs from the model's image size {image_size}; omit --size to train "
+                        "at the model's size")
+    factor = 2 ** (len(model.config.block_out_channels) - 1)
+    if size % factor:
+        raise UserError(f"--size {size} is not a multiple of {factor}, the UNet's downsampling factor")
+
+
+def schedule_of(cfg: UnconditionalConfig) -> dict[str, Any]:
+    """The from-scratch schedule: improved-diffusion's linear betas scaled by 1000 / T, or the cosine."""
+    steps = cfg.diffusion_steps
+    if cfg.noise_schedule == "cosine":
+        return {"type": "discrete", "beta_schedule": "squaredcos_cap_v2", "num_train_timesteps": steps}
+    scale = 1000 / steps
+    return {"type": "discrete", "beta_schedule": "linear", "beta_start": 0.0001 * scale, "beta_end": 0.02 * scale,
+            "num_train_timesteps": steps}
+
+
+def fresh_model_info(cfg: UnconditionalConfig, image_size: int) -> ModelInfo:
+    """artdiff.json of a model trained from scratch with an own preset (the kind `unconditional` contract)."""
+    return ModelInfo(kind="unconditional", parameterization="x0" if cfg.predict_xstart else "eps",
+                     schedule=schedule_of(cfg), conditioning={"type": "none"},
+                     extra={"image_size": image_size,
+                            "variance": "learned_range" if cfg.learn_sigma else "fixed_large",
+                            "rescale_timesteps": cfg.rescale_timesteps, "pixel_range": [-1, 1]})
+
+
+def _initial_model(cfg: UnconditionalConfig) -> tuple[torch.nn.Module, ModelInfo]:
+    """The UNet and its artdiff.json: loaded from --init, or built from --preset."""
+    from diffusers import UNet2DModel
+
+    if cfg.init is not None:
+        return _load_init(cfg)
+    if cfg.preset in OWN_PRESETS:
+        config = dict(OWN_PRESETS[cfg.preset])
+        config["out_channels"] = 6 if cfg.learn_sigma else 3
+        if cfg.size:
+            config["sample_size"] = cfg.size
+        return UNet2DModel(**config), fresh_model_info(cfg, config["sample_size"])
+    from artdiff.models.pixel.openai_flags import parse_flags, pixel_model_info, unet2d_config
+
+    flags = parse_flags(cfg.preset)
+    return UNet2DModel(**unet2d_config(flags)), pixel_model_info(flags)
+
+
+def _load_init(cfg: UnconditionalConfig) -> tuple[torch.nn.Module, ModelInfo]:
+    """--init through the pixel-model loader (model dir, run dir, or original file with --flags)."""
+    try:
+        from artdiff.models.pixel.pixel_model import load_pixel_model
+    except ImportError:
+        return _load_model_dir(Path(cfg.init))
+    pixel = load_pixel_model(cfg.init, flags=cfg.flags)
+    return pixel.unet.float(), pixel.info
+
+
+def _load_model_dir(path: Path) -> tuple[torch.nn.Module, ModelInfo]:
+    """An `unconditional` model directory (or a run's model/) until models.pixel.pixel_model is there."""
+    from diffusers import UNet2DModel
+    from safetensors.torch import load_file
+
+    if (path / "model" / "artdiff.json").is_file():
+        path = path / "model"
+    info = factory.read_model_info(path)
+    if info.kind != "unconditional":
+        raise UserError(f"{path} is a {info.kind} model; --init needs an unconditional pixel model")
+    config = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+    model = UNet2DModel.from_config(config)
+    model.load_state_dict(load_file(str(path / "unet" / "diffusion_pytorch_model.safetensors")))
+    return model, info
+
+
+def train_unconditional(cfg: UnconditionalConfig) -> LoopResult:
+    """Train (or fine-tune) and write run_dir/model, an `unconditional` model directory."""
+    return run_training(cfg, UnconditionalTask(cfg))

@@ -1,0 +1,105 @@
+"""`artdiff train unconditional`: a tiny pixel model trains, saves an unconditional model dir, resumes exactly."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from artdiff.cli.main import main
+from artdiff.models.factory import read_model_info
+from artdiff.train.unconditional import UnconditionalConfig, UnconditionalTask, train_unconditional
+
+from model_fixtures import tiny_synth
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_synth(tmp_path_factory.mktemp("uncond") / "synth", n=8, size=16)
+
+
+def config(data, out, **options):
+    options = {"preset": "pixel-tiny", "batch_size": 4, "max_steps": 2, "warmup_steps": 1, "progress": False,
+               **options}
+    return UnconditionalConfig(data=data, out=out, **options)
+
+
+def weights(model_dir):
+    return load_file(str(model_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    return train_unconditional(config(data, tmp_path_factory.mktemp("run") / "run", flip=True))
+
+
+def test_training_writes_an_unconditional_model_dir(trained):
+    info = read_model_info(trained.model_dir)
+    assert (info.kind, info.parameterization, info.conditioning) == ("unconditional", "eps", {"type": "none"})
+    assert info.schedule == {"type": "discrete", "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02,
+                             "num_train_timesteps": 1000}
+    assert (info.extra["image_size"], info.extra["variance"], info.extra["rescale_timesteps"],
+            info.extra["pixel_range"]) == (16, "learned_range", False, [-1, 1])
+    assert info.recipe["preset"] == "pixel-tiny" and info.recipe["ema_decay"] == 0.9999
+    config_json = json.loads((trained.model_dir / "unet" / "config.json").read_text())
+    assert config_json["_class_name"] == "UNet2DModel" and config_json["out_channels"] == 6
+    log = [json.loads(line) for line in (trained.run_dir / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 2 and log[-1]["vb"] > 0 and log[-1]["mse"] > 0
+
+
+def test_the_variance_channels_get_gradient_and_flips_come_from_the_seed(data, tmp_path):
+    task = UnconditionalTask(config(data, tmp_path / "run", flip=True))
+    batch = task.batch([0, 1, 2, 3])
+    x0, _, _, _ = task._draws(batch, [1, 2, 3, 4])
+    again, _, _, _ = task._draws(batch, [1, 2, 3, 4])
+    flipped = [bool(torch.equal(x0[i], batch[i].flip(-1) * 2 - 1)) for i in range(4)]
+    assert torch.equal(x0, again) and any(flipped) and not all(flipped)
+    task.loss(task.model, batch, [1, 2, 3, 4], step=0).backward()
+    assert task.model.conv_out.weight.grad[3:].abs().sum() > 0  # the vb term reaches the variance outputs
+
+
+def test_fine_tuning_starts_from_the_model_and_keeps_its_fields(trained, data, tmp_path):
+    source = tmp_path / "converted"
+    shutil.copytree(trained.model_dir, source)
+    info = json.loads((source / "artdiff.json").read_text())
+    info["source"] = {"format": "improved-diffusion", "file": "x.pt", "sha256": "ab", "flags": {}}
+    (source / "artdiff.json").write_text(json.dumps(info))
+    task = UnconditionalTask(config(data, tmp_path / "tune", init=str(source)))
+    start = weights(source)
+    assert all(torch.equal(v, start[k]) for k, v in task.model.state_dict().items())
+    result = train_unconditional(config(data, tmp_path / "tune", init=str(source)))
+    tuned = read_model_info(result.model_dir)
+    assert tuned.extra["source"]["format"] == "improved-diffusion" and tuned.recipe["init"] == str(source)
+    assert any(not torch.equal(v, start[k]) for k, v in weights(result.model_dir).items())
+
+
+def test_resume_with_the_importance_sampler_is_bit_identical(data, tmp_path):
+    # T = 2 (cosine): 4 steps of 8 examples fill the loss-second-moment history (10 losses per t), so the
+    # resumed step 5 draws by importance from the restored history
+    options = {"noise_schedule": "cosine", "diffusion_steps": 2, "timestep_sampler": "loss-second-moment",
+               "lr_schedule": "constant", "ema_decay": 0.9, "lr": 1e-3, "batch_size": 8}
+    straight = train_unconditional(config(data, tmp_path / "straight", max_steps=5, **options))
+    train_unconditional(config(data, tmp_path / "split", max_steps=4, **options))
+    resumed = train_unconditional(config(data, tmp_path / "split", max_steps=5, **options))
+    assert resumed.steps == 5
+    a, b = weights(straight.model_dir), weights(resumed.model_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = load_file(str(tmp_path / "split" / "checkpoints" / "step-4" / "extra.safetensors"))
+    assert history["timestep_sampler.counts"].tolist() == [10, 10]  # step 5 sampled by importance
+
+
+def test_bad_inputs_are_one_line(trained, data, tmp_path, capsys):
+    argv = ["train", "unconditional", "--data", str(data), "--out", str(tmp_path / "a"), "--no-progress",
+            "--max-steps", "1"]
+    assert main([*argv, "--init", str(trained.model_dir), "--size", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--size 32 differs from the model's image size 16" in err and len(err.splitlines()) == 1
+    assert main(["train", "unconditional", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "b"),
+                 "--preset", "pixel-tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(tmp_path / "none") in err and len(err.splitlines()) == 1
+    assert main([*argv, "--preset", "pixel-huge"]) == 2
+    assert "--preset 'pixel-huge' is not one of pixel-tiny" in capsys.readouterr().err
+    assert main([*argv, "--preset", "pixel-tiny", "--size", "17"]) == 2
+    assert "not a multiple of 2" in capsys.readouterr().err
