@@ -18,7 +18,8 @@ INT_LIMITS: dict[str, tuple[int, int]] = {
     "out_channels": (1, 1024), "latent_channels": (1, 1024), "cross_attention_dim": (1, 16384),
     "attention_head_dim": (1, 16384), "num_attention_heads": (1, 1024), "norm_num_groups": (1, 4096),
     "sample_size": (1, 16384), "transformer_layers_per_block": (1, 64), "encoder_hid_dim": (1, 16384),
-    "time_embedding_dim": (1, 65536), "num_class_embeds": (1, 1_000_000),
+    "time_embedding_dim": (1, 65536), "num_class_embeds": (1, 1_000_000), "attn_norm_num_groups": (1, 4096),
+    "downsample_padding": (0, 16),
     # transformers CLIP text and vision towers
     "hidden_size": (1, 65536), "intermediate_size": (1, 262144), "num_hidden_layers": (1, 256),
     "vocab_size": (1, 1_000_000), "max_position_embeddings": (1, 65536), "image_size": (1, 16384),
@@ -30,6 +31,14 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 MAX_TRAIN_TIMESTEPS = 100_000
+# OpenAI improved/guided-diffusion flags (models/pixel/openai_flags.py): name -> (lowest, highest); -1 is also
+# allowed where the codebases use it for "not set". Far above the published 512 px models (256 channels, 3 blocks).
+FLAG_LIMITS: dict[str, tuple[int, int]] = {
+    "image_size": (8, 4096), "num_channels": (32, 4096), "num_res_blocks": (1, 32), "num_heads": (1, 1024),
+    "num_heads_upsample": (1, 1024), "num_head_channels": (1, 16384), "diffusion_steps": (2, MAX_TRAIN_TIMESTEPS),
+    "attention_resolutions": (1, 4096), "channel_mult": (1, 64),
+}
+FLAGS_UNSET_ALLOWED = ("num_heads_upsample", "num_head_channels")
 
 
 def check_config(config: dict[str, Any], *, where: str, bytes_per_parameter: int = 4) -> None:
@@ -107,6 +116,23 @@ def available_memory() -> int | None:
     from artdiff.utils.memory import available_bytes
 
     return available_bytes("cpu")
+
+
+def flag_problem(name: str, value: Any) -> str | None:
+    """What is out of range in one OpenAI flag's value (an int or a tuple of them), or None."""
+    if name not in FLAG_LIMITS:
+        return None
+    low, high = FLAG_LIMITS[name]
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, (list, tuple)) and not 1 <= len(items) <= MAX_LEVELS:
+        return f"--{name} has {len(items)} entries (1 to {MAX_LEVELS} expected)"
+    for item in items:
+        if name in FLAGS_UNSET_ALLOWED and item == -1:
+            continue
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not low <= item <= high:
+            unset = " (or -1 for not set)" if name in FLAGS_UNSET_ALLOWED else ""
+            return f"--{name} {_short(value)} is not a number from {low} to {high:,}{unset}"
+    return None
 
 
 def check_scheduler(config: dict[str, Any], *, where: str) -> None:

@@ -301,6 +301,16 @@ def load_unet(path: str | Path, *, device: str | torch.device = "cpu", dtype: to
     return _from_pretrained(UNet2DConditionModel, folder, torch_dtype=dtype).to(device)
 
 
+def load_unet2d(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+    """A diffusers UNet2DModel folder (a pixel model's unet/) in eval mode."""
+    from diffusers import UNet2DModel
+
+    folder = Path(path)
+    if not (folder / "config.json").exists():
+        raise UserError(f"{folder} is not a UNet folder (no config.json)")
+    return _from_pretrained(UNet2DModel, folder, torch_dtype=dtype).to(device).eval()
+
+
 def cached_hub_dir(hub_id: str) -> Path | None:
     """The hub id's snapshot folder in the local Hugging Face cache, or None; never downloads."""
     try:

@@ -18,7 +18,9 @@ KINDS = ("embedding-ldm", "stable-diffusion", "image-variation", "unconditional"
          "judge", "textual-inversion", "lora")
 PARAMETERIZATIONS = ("eps", "v", "x0")
 SCHEDULE_TYPES = ("discrete", "cosine")
-CONDITIONING_TYPES = ("text-tokens", "joint-embedding", "image-embedding", "none")
+CONDITIONING_TYPES = ("text-tokens", "joint-embedding", "image-embedding", "class-label", "none")
+# kind "unconditional" (pixel models, models/pixel/): how the network's outputs are read
+VARIANCES = ("learned_range", "fixed_small", "fixed_large")
 
 
 @dataclass
@@ -52,6 +54,12 @@ class ModelInfo:
         if self.schedule is not None and self.schedule.get("type") == "discrete":
             problem = config_limits.scheduler_problem(self.schedule)
             checks.append((problem is None, f"schedule: {problem}"))
+        if self.conditioning is not None and self.conditioning.get("type") == "class-label":
+            classes = self.conditioning.get("num_classes")
+            checks.append((_whole(classes, 1, 1_000_000), f"conditioning num_classes {classes!r} is not a whole number "
+                                                           "from 1 to 1,000,000"))
+        if self.kind == "unconditional":
+            checks.extend(_pixel_checks(self.extra))
         check_all(checks)
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,3 +78,21 @@ class ModelInfo:
                        extra={k: v for k, v in data.items() if k not in known})
         except (TypeError, ValueError) as error:
             raise UserError(f"{where}: {error}") from None
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _pixel_checks(extra: dict[str, Any]) -> list[tuple[bool, str]]:
+    """The fields a pixel model's artdiff.json adds (image_size, variance, rescale_timesteps, pixel_range), if set."""
+    size, variance = extra.get("image_size", 64), extra.get("variance", "fixed_large")
+    rescale, pixel_range = extra.get("rescale_timesteps", False), extra.get("pixel_range", [-1, 1])
+    return [
+        (_whole(size, 1, 16384), f"image_size {size!r} is not a whole number from 1 to 16,384"),
+        (variance in VARIANCES, f"variance {variance!r} is not one of {', '.join(VARIANCES)}"),
+        (isinstance(rescale, bool), f"rescale_timesteps {rescale!r} is not true or false"),
+        (isinstance(pixel_range, list) and len(pixel_range) == 2
+         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pixel_range)
+         and pixel_range[0] < pixel_range[1], f"pixel_range {pixel_range!r} is not [low, high]"),
+    ]
