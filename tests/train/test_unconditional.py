@@ -21,7 +21,7 @@ def data(tmp_path_factory):
 
 def config(data, out, **options):
     options = {"preset": "pixel-tiny", "batch_size": 4, "max_steps": 2, "warmup_steps": 1, "progress": False,
-               **options}
+               "sample_steps": 2, **options}
     return UnconditionalConfig(data=data, out=out, **options)
 
 
@@ -46,6 +46,7 @@ def test_training_writes_an_unconditional_model_dir(trained):
     assert config_json["_class_name"] == "UNet2DModel" and config_json["out_channels"] == 6
     log = [json.loads(line) for line in (trained.run_dir / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2 and log[-1]["vb"] > 0 and log[-1]["mse"] > 0
+    assert [p.name for p in trained.samples] == ["step-000002.png"]  # the fixed-seed grid
 
 
 def test_the_variance_channels_get_gradient_and_flips_come_from_the_seed(data, tmp_path):
@@ -103,3 +104,27 @@ def test_bad_inputs_are_one_line(trained, data, tmp_path, capsys):
     assert "--preset 'pixel-huge' is not one of pixel-tiny" in capsys.readouterr().err
     assert main([*argv, "--preset", "pixel-tiny", "--size", "17"]) == 2
     assert "not a multiple of 2" in capsys.readouterr().err
+
+
+def test_bf16_with_gradient_checkpointing_trains(data, tmp_path):
+    result = train_unconditional(config(data, tmp_path / "run", max_steps=1, mixed_precision="bf16",
+                                        gradient_checkpointing=True, sample_steps=1))
+    assert result.skipped_steps == 0 and result.final_loss == result.final_loss
+    assert read_model_info(result.model_dir).recipe["mixed_precision"] == "bf16"
+
+
+def test_the_16gb_recipe_is_a_named_config(data, tmp_path, monkeypatch, capsys):
+    import artdiff.train.unconditional as unconditional
+    from artdiff.train.loop import LoopResult
+
+    seen = []
+    monkeypatch.setattr(unconditional, "train_unconditional",
+                        lambda cfg: seen.append(cfg) or LoopResult(cfg.out, None, steps=0))
+    argv = ["train", "unconditional", "--data", str(data), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--config", "clip-diffusion-art-16gb", "--batch-size", "8"]) == 0
+    cfg = seen[0]
+    assert (cfg.lr, cfg.batch_size, cfg.mixed_precision, cfg.gradient_checkpointing, cfg.ema_decay,
+            cfg.lr_schedule, cfg.weight_decay) == (5e-6, 8, "fp16", True, 0.9999, "constant", 0.0)  # the flag wins
+    assert main([*argv, "--config", "clip-diffusion-art-8gb"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no shipped recipe of that name (recipes: clip-diffusion-art-16gb" in err and len(err.splitlines()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 from artdiff.config import coerce, from_dict, load_yaml, merge, parse_override
@@ -36,9 +37,25 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
                 kwargs["action"] = "append"
         parser.add_argument(flag, **kwargs)
     parser.add_argument("--config", dest="config_file", metavar="FILE.yaml", default=None,
-                        help="read options from a YAML file (command-line flags win)")
+                        help="read options from a YAML file, or a shipped recipe by name (e.g. "
+                             "clip-diffusion-art-16gb); command-line flags win")
     parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                         help="override one option of the YAML config, e.g. --set size=128 (repeatable)")
+
+
+def config_path(text: str) -> Path:
+    """--config's file: a path, or the bare name of a recipe shipped in artdiff/assets/recipes/."""
+    path = Path(text)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path  # a file of the user's (load_yaml says so if it is missing)
+    from artdiff.utils.assets import ASSETS
+
+    recipe = ASSETS / "recipes" / f"{text}.yaml"
+    if recipe.is_file():
+        return recipe
+    names = sorted(p.stem for p in (ASSETS / "recipes").glob("*.yaml"))
+    raise UserError(f"--config {text}: no such file, and no shipped recipe of that name (recipes: "
+                    f"{', '.join(names) or 'none'})")
 
 
 def _help(text: str, field: dataclasses.Field) -> str:
@@ -64,7 +81,7 @@ def args_to_config(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
     """Build `cls` from defaults, then --config, then --set, then explicit flags and `given` values."""
     data: dict[str, Any] = {}
     if getattr(args, "config_file", None):
-        data.update(load_yaml(args.config_file))
+        data.update(load_yaml(config_path(args.config_file)))
     for text in getattr(args, "overrides", []) or []:
         key_path, value = parse_override(text)
         merge(data, key_path, value)

@@ -8,7 +8,6 @@ example weighted by its importance weight 1 / (T p_t). The result is an `uncondi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -41,6 +40,7 @@ class UnconditionalTask:
                             "see only its share of the losses); use uniform with several processes")
         torch.manual_seed(cfg.seed)
         self.model, self.info = _initial_model(cfg)
+        self.model.train()  # loaders return models in eval mode
         if (self.info.conditioning or {}).get("type", "none") != "none":
             raise UserError(f"{cfg.init} is class-conditional; `artdiff train unconditional` trains models without "
                             "class labels")
@@ -49,10 +49,12 @@ class UnconditionalTask:
         _check_size(self.size, image_size, self.model, fine_tuning=cfg.init is not None)
         schedule = self.info.schedule or {}
         self.tables = DiffusionTables.from_betas(_betas(schedule))
-        self.learn_sigma = self.info.extra.get("variance", "learned_range") == "learned_range"
-        if self.learn_sigma != (self.model.config.out_channels == 6):
-            raise UserError(f"the model has {self.model.config.out_channels} output channels, but its artdiff.json "
-                            f"says variance {self.info.extra.get('variance')!r}")
+        channels = self.model.config.out_channels
+        variance = self.info.extra.get("variance") or ("learned_range" if channels == 6 else "fixed_large")
+        self.learn_sigma = variance == "learned_range"
+        if self.learn_sigma != (channels == 6):
+            raise UserError(f"the model has {channels} output channels, but its artdiff.json says variance "
+                            f"{variance!r}")
         self.rescale_timesteps = bool(self.info.extra.get("rescale_timesteps", False))
         self.sampler = make_timestep_sampler(cfg.timestep_sampler, self.tables.num_timesteps)
         self.data = ImageDataset(cfg.data, size=self.size)
@@ -200,18 +202,12 @@ def _load_init(cfg: UnconditionalConfig) -> tuple[torch.nn.Module, ModelInfo]:
 
 def _load_model_dir(path: Path) -> tuple[torch.nn.Module, ModelInfo]:
     """An `unconditional` model directory (or a run's model/) until models.pixel.pixel_model is there."""
-    from diffusers import UNet2DModel
-    from safetensors.torch import load_file
-
     if (path / "model" / "artdiff.json").is_file():
         path = path / "model"
     info = factory.read_model_info(path)
     if info.kind != "unconditional":
         raise UserError(f"{path} is a {info.kind} model; --init needs an unconditional pixel model")
-    config = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
-    model = UNet2DModel.from_config(config)
-    model.load_state_dict(load_file(str(path / "unet" / "diffusion_pytorch_model.safetensors")))
-    return model, info
+    return factory.load_unet2d(path / "unet"), info
 
 
 def train_unconditional(cfg: UnconditionalConfig) -> LoopResult:
