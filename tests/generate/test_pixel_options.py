@@ -4,8 +4,11 @@ import pytest
 
 from artdiff.cli.main import main
 from artdiff.errors import UserError
-from artdiff.generate.any_model import check_no_pixel_options, with_defaults
+from artdiff.generate.any_model import check_no_pixel_options, generate, with_defaults
 from artdiff.generate.options import GenerateOptions, pixel_sampler
+from artdiff.utils.pngmeta import read_parameters, read_sidecar
+
+from model_fixtures import tiny_embedding_model
 
 
 def run_fails(argv, tmp_path, capsys) -> str:
@@ -71,3 +74,13 @@ def test_help_lists_the_pixel_options(capsys):
     for flag in ("--respacing", "--flags", "--clip-denoised", "--skip-steps", "--class-label"):
         assert flag in text
     assert "lsun-uncond-256" in text and "default: per model" in text
+
+
+def test_an_embedding_model_records_the_resolved_sampler_and_steps(tmp_path):
+    model = tiny_embedding_model(tmp_path / "model")
+    result = generate(GenerateOptions(model=str(model), prompts=["rothko"], n=1, seed=1, steps=2,
+                                      out=tmp_path / "out"))
+    assert (result.sampler, result.steps) == ("dpm++2m", 2)
+    request = read_sidecar(result.paths[0])["request"]
+    assert (request["sampler"], request["respacing"], request["skip_steps"]) == ("dpm++2m", None, 0)
+    assert "Steps: 2, Sampler: DPM++ 2M" in read_parameters(result.paths[0])

@@ -169,11 +169,11 @@ def generate(options: GenerateOptions) -> GenerateResult:
     if kind == "stable-diffusion":
         from artdiff.generate.sd_generate import generate_sd
 
-        return generate_sd(options)
+        return dataclasses.replace(generate_sd(options), sampler=options.sampler, steps=options.steps)
     if kind == "embedding-ldm":
         from artdiff.generate.embedding_generate import generate_embedding
 
-        return generate_embedding(options)
+        return dataclasses.replace(generate_embedding(options), sampler=options.sampler, steps=options.steps)
     if kind == "image-variation":
         raise UserError(f"{options.model} is an image-variation model; make variations of an image with "
                         f"`artdiff vary IMAGE --model {options.model}`")

@@ -58,7 +58,7 @@ def infotext(prompt: str, *, steps: int, sampler: str, cfg_scale: float | None, 
     cfg = None if cfg_scale is None else f"{cfg_scale:g}"
     pairs = {"Steps": steps, "Sampler": a1111_sampler(sampler), "CFG scale": cfg, "Seed": seed,
              "Size": f"{size[0]}x{size[1]}", "Model hash": model_hash, "Model": model_name, **(extra or {})}
-    lines = [prompt]
+    lines = [prompt] if prompt else []  # A1111 strips the text, so an empty prompt leaves no line
     if negative:
         lines.append(f"Negative prompt: {negative}")
     lines.append(", ".join(f"{k}: {quote(_plain(v))}" for k, v in pairs.items() if v is not None))
