@@ -20,7 +20,7 @@ from artdiff.generate.embedding_generate import load_embedding_model
 from artdiff.models.encoders import load_encoder
 from artdiff.models.image_variation import load_image_variation
 from artdiff.models.stable_diffusion import load_stable_diffusion
-from artdiff.utils.assets import SHIPPED_JUDGE, SHIPPED_MODEL
+from artdiff.utils.assets import SHIPPED_ENCODER, SHIPPED_JUDGE, SHIPPED_MODEL
 from iv_fixtures import tiny_iv
 from sd_fixtures import tiny_sd
 
@@ -37,8 +37,18 @@ class Payload:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hostile")
-    return {"sd": tiny_sd(root / "sd"), "iv": tiny_iv(root / "iv"), "eldm": SHIPPED_MODEL,
-            "encoder": SHIPPED_MODEL / "encoder", "judge": SHIPPED_JUDGE}
+    return {"sd": tiny_sd(root / "sd"), "iv": tiny_iv(root / "iv"), "eldm": with_encoder_copied_in(root / "eldm"),
+            "encoder": SHIPPED_ENCODER, "judge": SHIPPED_JUDGE}
+
+
+def with_encoder_copied_in(folder: Path) -> Path:
+    """artdiff-mini with its own encoder/ instead of the reference to cloob-mini, so a copy can be damaged too."""
+    shutil.copytree(SHIPPED_MODEL, folder)
+    shutil.copytree(SHIPPED_ENCODER, folder / "encoder")
+    info = json.loads((folder / "artdiff.json").read_text())
+    del info["components"]
+    (folder / "artdiff.json").write_text(json.dumps(info))
+    return folder
 
 
 def truncate(file: Path) -> None:

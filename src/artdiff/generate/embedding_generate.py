@@ -20,6 +20,7 @@ from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.prompts import Prompt, parse_prompt
 from artdiff.generate.sample import sample_from_embeddings
 from artdiff.models import factory
+from artdiff.models.components import component, round_to_precision
 from artdiff.models.encoders import JointEncoder, load_encoder
 from artdiff.models.latents import Latents
 from artdiff.models.model_info import ModelInfo
@@ -51,12 +52,13 @@ def load_embedding_model(reference: str | None) -> EmbeddingModel:
     info = factory.read_model_info(folder)
     if info.kind != "embedding-ldm":
         raise UserError(f"{folder} is a {info.kind} model directory; `artdiff generate` needs an embedding-ldm model")
-    for part in ("unet", "vae", "encoder"):
+    for part in ("unet", "vae"):
         if not (folder / part).is_dir():
             raise UserError(f"{folder} is missing its {part}/ folder; it is not a complete embedding-ldm model")
+    encoder_part = component(folder, info, "encoder")  # its own encoder/ or the shipped one it refers to
     unet = factory.load_unet(folder / "unet").eval()
     vae, scale = factory.load_vae(folder / "vae")
-    encoder = load_encoder(folder / "encoder")
+    encoder = round_to_precision(load_encoder(encoder_part.path), encoder_part.precision)
     if info.preprocessing:  # the contract the model was trained with rules, whatever the encoder folder says
         encoder.preprocessing = Preprocessing.from_dict(info.preprocessing, where=f"{folder}/artdiff.json")
     weights = sorted((folder / "unet").glob("*.safetensors"))

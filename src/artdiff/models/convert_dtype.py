@@ -31,14 +31,18 @@ class ConvertResult:
                 "bytes_after": self.bytes_after}
 
 
-def _convert_file(source: Path, target: Path, dtype: torch.dtype) -> None:
+def _convert_file(source: Path, target: Path, *dtypes: torch.dtype) -> None:
+    """Write `source`'s tensors with each float one rounded through `dtypes` in turn (stored in the last)."""
     tensors = {}
     try:
         with safe_open(str(source), framework="pt") as handle:
             metadata = handle.metadata()
             for key in handle.keys():
                 tensor = handle.get_tensor(key)
-                tensors[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+                if tensor.is_floating_point():
+                    for dtype in dtypes:
+                        tensor = tensor.to(dtype)
+                tensors[key] = tensor
     except (SafetensorError, OSError) as error:
         raise UserError(f"{source} is not a readable safetensors file ({error})") from None
     save_file(tensors, str(target), metadata=metadata)
@@ -55,7 +59,8 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
         raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if not source.is_dir():
         raise UserError(f"{source} is not a model directory")
-    from artdiff.models.factory import resolve_model_dir
+    from artdiff.models.components import component, references
+    from artdiff.models.factory import read_model_info, resolve_model_dir
 
     source = resolve_model_dir(source)  # a training run stands for its model/
     if (source / "manifest.jsonl").is_file():
@@ -70,6 +75,9 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
         # Never replace what is there: OUT could be anything, an earlier conversion or a folder of paintings.
         raise UserError(f"{out} already exists{' as a file' if out.is_file() else ' and is not empty'}; pass a new "
                         "folder for the converted model (or remove it first)")
+    info = read_model_info(source) if (source / "artdiff.json").is_file() else None
+    parts = {name: component(source, info, name) for name in references(info, where=f"{source}/artdiff.json")} \
+        if info else {}  # shipped folders it refers to: checked before anything is written
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("*.safetensors"))
@@ -77,6 +85,8 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
     try:
         for file in weights:
             _convert_file(file, tmp / file.relative_to(source), DTYPES[dtype])
+        if parts:
+            _carry_references(tmp, parts, dtype)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy is left behind
         raise
@@ -85,3 +95,24 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
         out.rmdir()  # empty, as checked above; os.replace cannot put a folder over a folder
     os.replace(tmp, out)
     return ConvertResult(out, len(weights), sum(f.stat().st_size for f in weights), after)
+
+
+def _carry_references(tmp: Path, parts: dict, dtype: str) -> None:
+    """Keep the copy's references to shipped folders valid, at the precision a copied folder would now have.
+
+    A reference names a folder shipped with artdiff, so it holds wherever the copy goes. Rounding to fp16 and
+    then to bf16 (or back) is no single precision: that folder is then copied in, rounded through both.
+    """
+    from artdiff.models.components import Component, combined_precision, with_references
+    from artdiff.models.factory import read_json, write_artdiff_json
+
+    kept = {}
+    for name, part in parts.items():
+        precision = combined_precision(part.precision, dtype)
+        if precision is None:
+            shutil.copytree(part.path, tmp / name, ignore=shutil.ignore_patterns("*.safetensors"))
+            for file in sorted(part.path.rglob("*.safetensors")):
+                _convert_file(file, tmp / name / file.relative_to(part.path), DTYPES[part.precision], DTYPES[dtype])
+        else:
+            kept[name] = Component(part.path, None if precision == "fp32" else precision, part.asset).reference()
+    write_artdiff_json(tmp, with_references(read_json(tmp / "artdiff.json") or {}, kept))
