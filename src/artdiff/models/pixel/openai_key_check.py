@@ -84,25 +84,27 @@ def _block_type(keys: Shapes, prefix: str) -> str | None:
 
 
 def _block_suspect(key: str, file: Shapes, expected: Shapes, flags: OpenAIFlags) -> tuple[str, str]:
+    layout = _block_layout(file, flags)
+    if layout is not None:
+        return layout
     parts = key.split(".")
     prefix = ".".join(parts[:2] if parts[0] == "middle_block" else parts[:3])
     in_file, in_flags = _block_type(file, prefix), _block_type(expected, prefix)
     if in_file != in_flags:
         if "attention" in (in_file, in_flags):
             return "attention_resolutions", _attention_hint(file, flags)
-        if None in (in_file, in_flags):
-            return "num_res_blocks", _block_count_hint(file, flags)
         file_convs = any(k.endswith(".op.weight") for k in file)
         if flags.resblock_updown and file_convs:
             return "resblock_updown", "the file resamples with a strided conv (op): pass --resblock_updown False"
         if not flags.resblock_updown and not file_convs:
             return "resblock_updown", "the file resamples with residual blocks: pass --resblock_updown True"
-        return "num_res_blocks", _block_count_hint(file, flags)
     if key.endswith(("emb_layers.1.weight", "emb_layers.1.bias")) and key in file and key in expected:
         if file[key][0] == 2 * expected[key][0]:
-            return "use_scale_shift_norm", "the file's time embedding gives a scale and a shift: pass True"
+            return "use_scale_shift_norm", ("the file's time embedding gives a scale and a shift: pass "
+                                            "--use_scale_shift_norm True")
         if 2 * file[key][0] == expected[key][0]:
-            return "use_scale_shift_norm", "the file's time embedding is added, not a scale and shift: pass False"
+            return "use_scale_shift_norm", ("the file's time embedding is added, not a scale and shift: pass "
+                                            "--use_scale_shift_norm False")
     return "channel_mult", ("the block widths differ (num_channels x channel_mult per level; image_size picks the "
                             "default channel_mult): check --channel_mult, --num_channels and --image_size")
 
@@ -125,9 +127,25 @@ def _attention_hint(file: Shapes, flags: OpenAIFlags) -> str:
     return f"the file has attention at resolution {found}, the flags at {given}: --attention_resolutions {found}"
 
 
-def _block_count_hint(file: Shapes, flags: OpenAIFlags) -> str:
+def _block_layout(file: Shapes, flags: OpenAIFlags) -> tuple[str, str] | None:
+    """When the file has another number of input blocks: levels (channel_mult) or res blocks per level differ."""
     count = 1 + max((int(k.split(".")[1]) for k in file if k.startswith("input_blocks.")), default=0)
-    levels = len(flags.channel_mult)
-    given = levels * (flags.num_res_blocks + 1)
-    return (f"the file has {count} input blocks, the flags give {given} ({levels} levels of "
-            f"{flags.num_res_blocks} res blocks and a downsampler); check --num_res_blocks and --channel_mult")
+    levels, blocks = len(flags.channel_mult), flags.num_res_blocks
+    if count == levels * (blocks + 1):
+        return None
+    ops = sorted(int(k.split(".")[1]) for k in file if k.startswith("input_blocks.") and k.endswith(".0.op.weight"))
+    if ops:  # conv resampling shows the layout exactly: the first downsampler follows level 0's res blocks
+        file_levels, file_blocks = len(ops) + 1, ops[0] - 1
+    elif count % (blocks + 1) == 0:
+        file_levels, file_blocks = count // (blocks + 1), blocks
+    elif count % levels == 0:
+        file_levels, file_blocks = levels, count // levels - 1
+    else:
+        file_levels, file_blocks = 0, 0
+    said = f"the file has {count} input blocks, the flags give {levels * (blocks + 1)}"
+    if file_levels and file_blocks != blocks:
+        return "num_res_blocks", f"{said}: {file_blocks} res blocks per level, --num_res_blocks {file_blocks}"
+    if file_levels:
+        return "channel_mult", (f"{said}: {file_levels} levels, the flags {levels} (--channel_mult, or --image_size "
+                                "which picks the default one)")
+    return "num_res_blocks", f"{said}; check --num_res_blocks and --channel_mult"
