@@ -7,7 +7,7 @@ from diffusers import UNet2DModel
 from artdiff.core.respacing import space_timesteps
 from artdiff.core.samplers import SAMPLERS
 from artdiff.core.schedules import alphas_cumprod, ddpm_betas
-from artdiff.errors import UserError
+from artdiff.errors import NonFiniteError, UserError
 from artdiff.generate.pixel_sample import make_pixel_denoiser, pixel_sigmas, sample_pixels
 from artdiff.models.model_info import ModelInfo
 from openai_reference import linear_betas, sample, spaced_process
@@ -172,3 +172,20 @@ def test_x0_parameterization_and_the_denoisers_schedule():
         x0 = denoiser(x, sigma)
         direct = unet(x / (1 + sigma**2).sqrt(), torch.tensor([100.0])).sample[:, :3]
     assert torch.allclose(x0, direct, atol=1e-6)
+
+
+def test_a_runaway_sample_names_the_callers_hints():
+    unet = tiny_unet()
+    with torch.no_grad():
+        unet.conv_out.bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="likely cause: --flags X") as error:
+        sample_pixels(unet, info(), seeds=[0], steps=3, hints=["--flags X"])
+    assert "at step 1 of 3" in str(error.value)
+
+
+def test_a_half_precision_unet_samples_with_a_float32_state():
+    unet = tiny_unet()
+    full = sample_pixels(unet, info(), seeds=[0], respacing="ddim5")
+    half = sample_pixels(unet.half(), info(), seeds=[0], respacing="ddim5")
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert (half - full).abs().mean() < 0.05
