@@ -85,6 +85,11 @@ def test_presets_equal_the_published_flags():
     assert set(PRESETS) == {"lsun-uncond-256", "openai-256-uncond", "clip-diffusion-art-256"}
 
 
+def test_a_flags_file_with_the_readme_lines(tmp_path):
+    (tmp_path / "lsun.txt").write_text(LSUN_README + "  # from the README\n")
+    assert parse_flags(str(tmp_path / "lsun.txt"), codebase="improved") == parse_flags("lsun-uncond-256")
+
+
 def test_yaml_attention_resolutions_with_spaces_and_a_yaml_file(tmp_path):
     file = tmp_path / "256x256_diffusion_uncond.yaml"
     file.write_text("model_config:\n  'attention_resolutions': '32, 16, 8'\n  'image_size': 256\n"
