@@ -1,4 +1,4 @@
-"""`artdiff evaluate judge|encoder`: measure the judge or a joint encoder on a labelled set."""
+"""`artdiff evaluate`: judge a model against the procedural art set, or the judge or a joint encoder on a labelled set."""
 
 from __future__ import annotations
 
@@ -10,18 +10,31 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction, argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Register `evaluate` and its targets."""
     parser = subparsers.add_parser(
-        "evaluate", help="measure a model's prompt adherence, or the judge or an encoder on a labelled set",
-        description="Without a target: generate from prompts with --model and judge the results (text adherence, "
-                    "image-prompt consistency, FD-judge beside its real-vs-real baseline, diversity, images/s).")
-    parser.add_argument("--model", default=None, help="embedding-ldm model directory (default: the shipped one)")
-    parser.add_argument("--prompts", default=None, metavar="FILE.jsonl",
-                        help='prompts to score, one {"prompt": ..., "labels": {...}} per line (default: a built-in set)')
+        "evaluate", help="measure a model against the procedural art set, or the judge or an encoder on a labelled set",
+        description="Without a target: judge what --model makes. An embedding-ldm (default: the shipped one) is "
+                    "prompted (text adherence, image-prompt consistency, FD-judge beside its real-vs-real baseline, "
+                    "diversity, images/s); an unconditional pixel model is sampled at fixed seeds (the share of "
+                    "each of the 8 styles, FD-judge beside its baseline, images/s) and checked against its bars: "
+                    "every style >= 6% of the samples, FD ratio <= 2.")
+    parser.add_argument("--model", default=None,
+                        help="embedding-ldm (default: the shipped one) or unconditional pixel model directory")
     parser.add_argument("--judge", dest="model_judge", default=None, metavar="DIR", help="judge folder")
-    parser.add_argument("--samples-per-prompt", type=int, default=4, help="images per text prompt")
-    parser.add_argument("--image-prompts", type=int, default=32, help="real images used as image prompts")
     parser.add_argument("--steps", type=int, default=50, help="sampling steps")
-    parser.add_argument("--cfg", type=float, default=3.0, help="guidance scale")
+    parser.add_argument("--sampler", default=None,
+                        help="sampler (default: dpm++2m for embedding models, ddim for pixel models)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
+    embedding = parser.add_argument_group("embedding-ldm models")
+    embedding.add_argument("--prompts", default=None, metavar="FILE.jsonl",
+                           help='prompts to score, one {"prompt": ..., "labels": {...}} per line (default: a built-in '
+                                'set)')
+    embedding.add_argument("--samples-per-prompt", type=int, default=None, help="images per text prompt (default 4)")
+    embedding.add_argument("--image-prompts", type=int, default=None, help="real images used as image prompts "
+                                                                             "(default 32)")
+    embedding.add_argument("--cfg", type=float, default=None, help="guidance scale (default 3)")
+    pixel = parser.add_argument_group("unconditional pixel models")
+    pixel.add_argument("--samples", type=int, default=None, help="samples to judge (default 512)")
+    pixel.add_argument("--respacing", default=None, help="improved-diffusion timestep respacing, e.g. ddim50 or 250")
+    pixel.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable result as JSON")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     targets = parser.add_subparsers(dest="target", metavar="TARGET", title="targets")
@@ -61,13 +74,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+EMBEDDING_ONLY = ("prompts", "samples_per_prompt", "image_prompts", "cfg")
+PIXEL_ONLY = ("samples", "respacing", "eta")
+
+
 def _evaluate_model(args: argparse.Namespace) -> int:
+    pixel = _is_pixel_model(args.model)
+    wrong = [name for name in (EMBEDDING_ONLY if pixel else PIXEL_ONLY) if getattr(args, name) is not None]
+    if wrong:
+        from artdiff.errors import UserError
+
+        flag = "--" + wrong[0].replace("_", "-")
+        raise UserError(f"{flag} applies to {'embedding-ldm' if pixel else 'unconditional pixel'} models, and "
+                        f"{args.model or 'the shipped artdiff-mini'} is {'an unconditional pixel' if pixel else 'an embedding-ldm'} "
+                        "model; leave it out")
+    if pixel:
+        return _evaluate_pixel_model(args)
     from artdiff.evaluate.model_eval import ModelEvalConfig, evaluate_model
 
+    given = {name: getattr(args, name) for name in ("samples_per_prompt", "image_prompts", "cfg", "sampler")
+             if getattr(args, name) is not None}
     cfg = ModelEvalConfig(model=args.model, prompts=Path(args.prompts) if args.prompts else None,
-                          judge=Path(args.model_judge) if args.model_judge else None,
-                          samples_per_prompt=args.samples_per_prompt, image_prompts=args.image_prompts,
-                          steps=args.steps, cfg=args.cfg, seed=args.seed)
+                          judge=Path(args.model_judge) if args.model_judge else None, steps=args.steps,
+                          seed=args.seed, **given)
     report = evaluate_model(cfg).to_json()
     if args.json:
         print(json.dumps(report, indent=2))
@@ -75,6 +104,48 @@ def _evaluate_model(args: argparse.Namespace) -> int:
     for section, values in report.items():
         print(f"{section}: {values}")
     return 0
+
+
+def _is_pixel_model(model: str | None) -> bool:
+    """Whether --model names an unconditional pixel model directory (or a run whose model/ is one)."""
+    if model is None or not Path(model).is_dir():
+        return False  # the shipped embedding model, or a path the embedding evaluation explains
+    from artdiff.errors import UserError
+    from artdiff.models import factory
+
+    try:
+        folder = factory.resolve_model_dir(model)
+    except UserError:
+        return False
+    return (factory.read_json(folder / "artdiff.json") or {}).get("kind") == "unconditional"
+
+
+def _evaluate_pixel_model(args: argparse.Namespace) -> int:
+    from artdiff.evaluate.pixel_eval import PixelEvalConfig, evaluate_pixel_model
+
+    given = {name: getattr(args, name) for name in ("samples", "respacing", "eta", "sampler")
+             if getattr(args, name) is not None}
+    report = evaluate_pixel_model(PixelEvalConfig(
+        model=args.model, judge=Path(args.model_judge) if args.model_judge else None, steps=args.steps,
+        seed=args.seed, **given))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    print("\n".join(pixel_report_lines(report.to_json())))
+    return 0
+
+
+def pixel_report_lines(report: dict) -> list[str]:
+    """The pixel evaluation as lines a person reads: shares, FD beside its baseline, speed, and each bar."""
+    fd = report["fd"]
+    shares = ", ".join(f"{style} {share:.1%}" for style, share in report["style_shares"].items())
+    lines = [f"samples: {report['samples']} ({report['settings']['sampler']}, {report['settings']['steps']} steps)",
+             f"style shares: {shares}",
+             f"rarest style: {report['min_style']['style']} {report['min_style']['share']:.1%}",
+             f"FD-judge: {fd['fd_judge']:.4f} vs real-vs-real {fd['real_vs_real']:.4f} (ratio {fd['ratio']:.2f})",
+             f"images/s: {report['images_per_s']:.3f}"]
+    lines += [f"bar {name}: {'holds' if held else 'FAILS'}" for name, held in report["bars"].items()]
+    return lines
 
 
 def _print(result: dict, as_json: bool) -> None:
