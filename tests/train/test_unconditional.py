@@ -8,8 +8,14 @@ import torch
 from safetensors.torch import load_file
 
 from artdiff.cli.main import main
+from artdiff.errors import UserError
 from artdiff.models.factory import read_model_info
-from artdiff.train.unconditional import UnconditionalConfig, UnconditionalTask, train_unconditional
+from artdiff.train.unconditional import (
+    UnconditionalConfig,
+    UnconditionalTask,
+    _initial_model,
+    train_unconditional,
+)
 
 from model_fixtures import tiny_synth
 
@@ -79,7 +85,7 @@ def test_resume_with_the_importance_sampler_is_bit_identical(data, tmp_path):
     # T = 2 (cosine): 4 steps of 8 examples fill the loss-second-moment history (10 losses per t), so the
     # resumed step 5 draws by importance from the restored history
     options = {"noise_schedule": "cosine", "diffusion_steps": 2, "timestep_sampler": "loss-second-moment",
-               "lr_schedule": "constant", "ema_decay": 0.9, "lr": 1e-3, "batch_size": 8}
+               "lr_schedule": "constant", "ema_decay": 0.9, "lr": 1e-3, "batch_size": 8, "sample_steps": 1}
     straight = train_unconditional(config(data, tmp_path / "straight", max_steps=5, **options))
     train_unconditional(config(data, tmp_path / "split", max_steps=4, **options))
     resumed = train_unconditional(config(data, tmp_path / "split", max_steps=5, **options))
@@ -128,3 +134,16 @@ def test_the_16gb_recipe_is_a_named_config(data, tmp_path, monkeypatch, capsys):
     assert main([*argv, "--config", "clip-diffusion-art-8gb"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no shipped recipe of that name (recipes: clip-diffusion-art-16gb" in err and len(err.splitlines()) == 1
+
+
+def test_a_published_architecture_by_name(data, tmp_path):
+    with torch.device("meta"):  # the real 256 px network, without allocating its weights
+        model, info = _initial_model(config(data, tmp_path / "run", preset="lsun-uncond-256"))
+    assert sum(p.numel() for p in model.parameters()) == 113_676_678  # improved-diffusion's LSUN model
+    assert (info.extra["image_size"], info.extra["variance"]) == (256, "learned_range")
+
+
+def test_the_importance_sampler_refuses_several_processes(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="one process"):
+        UnconditionalTask(config(data, tmp_path / "run", timestep_sampler="loss-second-moment"))

@@ -20,6 +20,7 @@ from artdiff.core.diffusion_losses import DiffusionTables, hybrid_loss, q_sample
 from artdiff.core.schedules import ddpm_betas
 from artdiff.data.dataset import ImageDataset
 from artdiff.errors import UserError
+from artdiff.generate.pixel_sample import sample_pixels
 from artdiff.models import factory
 from artdiff.models.model_info import ModelInfo
 from artdiff.train.loop import LoopResult, run_training
@@ -114,11 +115,7 @@ class UnconditionalTask:
 
     @torch.no_grad()
     def sample(self, model: torch.nn.Module) -> torch.Tensor | None:
-        """A grid of the fixed seeds by DDIM (eta 0); None until generate.pixel_sample is there."""
-        try:
-            from artdiff.generate.pixel_sample import sample_pixels
-        except ImportError:
-            return None
+        """A grid of the fixed seeds by DDIM (eta 0) at the training size."""
         return sample_pixels(model, self.info, seeds=SAMPLE_SEEDS, steps=self.cfg.sample_steps, sampler="ddim",
                              size=self.size)
 
