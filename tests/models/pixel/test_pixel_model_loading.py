@@ -75,6 +75,16 @@ def test_original_files_load_directly_with_flags(tmp_path, name, wrap):
     assert same_function(reference, model) and model.info.extra["source"]["file"] == name
 
 
+def test_changing_a_loaded_original_never_writes_to_its_file(tmp_path):
+    reference_file(tmp_path / "model.pt")
+    before = (tmp_path / "model.pt").read_bytes()
+    model = load_pixel_model(tmp_path / "model.pt", flags=GUIDED)  # zip checkpoints are memory-mapped, privately
+    with torch.no_grad():
+        for parameter in model.unet.parameters():
+            parameter.add_(1.0)
+    assert (tmp_path / "model.pt").read_bytes() == before
+
+
 def test_class_conditional_files_load_or_are_refused_naming_class_cond(tmp_path):
     text = GUIDED + " --class_cond True"
     reference = reference_file(tmp_path / "cond.pt", text)

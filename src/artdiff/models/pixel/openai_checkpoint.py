@@ -7,6 +7,7 @@ copy of the same layout loads too. Pickles load with torch.load(weights_only=Tru
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,10 @@ def read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if size > MAX_CHECKPOINT_BYTES:
         raise UserError(f"{path} is {size / 2**30:.1f} GiB, over the {MAX_CHECKPOINT_BYTES >> 30} GiB an "
                         "improved/guided-diffusion UNet can take; it is not one")
+    free = config_limits.available_memory()
+    if free is not None and size > free and not zipfile.is_zipfile(path):  # zip files are memory-mapped instead
+        raise UserError(f"{path} is {size / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of memory is free; free "
+                        "memory or load it on a larger machine")
     data = _load(path)
     for name in WRAPPERS:
         if isinstance(data, dict) and not any(torch.is_tensor(v) for v in data.values()) \
