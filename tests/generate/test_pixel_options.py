@@ -1,12 +1,21 @@
 """generate's pixel-model options: checked where they enter, resolved per model kind, refused where they do nothing."""
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from artdiff.cli.main import main
 from artdiff.errors import UserError
-from artdiff.generate.any_model import check_no_pixel_options, generate, with_defaults
+from artdiff.generate.any_model import (
+    check_no_pixel_options,
+    generate,
+    is_openai_unet,
+    model_kind,
+    with_defaults,
+)
 from artdiff.generate.options import GenerateOptions, pixel_sampler
 from artdiff.utils.pngmeta import read_parameters, read_sidecar
+from pixel_model_fixtures import tiny_pixel_model
 
 from model_fixtures import tiny_embedding_model
 
@@ -84,3 +93,24 @@ def test_an_embedding_model_records_the_resolved_sampler_and_steps(tmp_path):
     request = read_sidecar(result.paths[0])["request"]
     assert (request["sampler"], request["respacing"], request["skip_steps"]) == ("dpm++2m", None, 0)
     assert "Steps: 2, Sampler: DPM++ 2M" in read_parameters(result.paths[0])
+
+
+OPENAI_KEYS = {"time_embed.0.weight": torch.zeros(8, 4), "input_blocks.0.0.weight": torch.zeros(4, 3, 3, 3)}
+
+
+def test_model_kind_tells_openai_unets_by_their_key_names(tmp_path):
+    assert model_kind(str(tiny_pixel_model(tmp_path / "folder"))) == "unconditional"
+    torch.save(OPENAI_KEYS, tmp_path / "zip.pt")
+    torch.save(OPENAI_KEYS, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)  # cannot be mapped
+    torch.save({"state_dict": OPENAI_KEYS}, tmp_path / "wrapped.pt")
+    save_file(OPENAI_KEYS, str(tmp_path / "flat.safetensors"))
+    for name in ("zip.pt", "legacy.pth", "wrapped.pt", "flat.safetensors"):
+        assert model_kind(str(tmp_path / name)) == "unconditional", name
+    # Stable Diffusion nests the same UNet under model.diffusion_model.: its checkpoint loader takes it
+    sd = {f"model.diffusion_model.{k}": v for k, v in OPENAI_KEYS.items()}
+    save_file({**sd, "first_stage_model.decoder.conv_in.weight": torch.zeros(4, 4, 3, 3)},
+              str(tmp_path / "sd.safetensors"))
+    assert model_kind(str(tmp_path / "sd.safetensors")) == "stable-diffusion"
+    assert model_kind(str(tmp_path / "sd.safetensors"), flags="lsun-uncond-256") == "unconditional"  # flags say so
+    (tmp_path / "notes.pt").write_bytes(b"not a pickle")
+    assert not is_openai_unet(tmp_path / "notes.pt")
