@@ -151,6 +151,10 @@ def test_bad_inputs_are_one_line(tmp_path):
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)}, str(tmp_path / "sd.safetensors"))
     cases["a latent-diffusion or Stable Diffusion checkpoint"] = lambda: load_pixel_model(tmp_path / "sd.safetensors",
                                                                                           flags=GUIDED)
+    extra = {**torch.load(tmp_path / "model.pt"), "optimizer.step": torch.zeros(1)}
+    torch.save(extra, tmp_path / "extra.pt")
+    cases["also holds optimizer.step, which no improved/guided"] = lambda: load_pixel_model(tmp_path / "extra.pt",
+                                                                                             flags=GUIDED)
     torch.save({"time_embed.0.weight": torch.zeros(2, dtype=torch.int64)}, tmp_path / "ints.pt")
     cases["as torch.int64"] = lambda: load_pixel_model(tmp_path / "ints.pt", flags=GUIDED)
     for expected, call in cases.items():

@@ -42,6 +42,9 @@ def check_shapes(file: Shapes, expected: Shapes, flags: OpenAIFlags, *, where: s
     if not mismatches:
         return
     key = min(mismatches, key=natural_order)
+    if key.split(".")[0] not in SECTIONS:  # sorted last: everything of the UNet itself matched
+        raise UserError(f"{where} also holds {key}, which no improved/guided-diffusion UNet has; it is another kind "
+                        "of checkpoint (or a training state): pass the file of the model's weights alone")
     if key not in file:
         what = "is missing from the file"
     elif key not in expected:

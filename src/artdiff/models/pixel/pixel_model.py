@@ -24,7 +24,7 @@ from artdiff.models.pixel.openai_checkpoint import (
     file_sha256,
     read_openai_state_dict,
 )
-from artdiff.models.pixel.openai_flags import PRESETS, parse_flags, pixel_model_info
+from artdiff.models.pixel.openai_flags import PRESETS, OpenAIFlags, parse_flags, pixel_model_info
 from artdiff.utils.hashing import weights_hash
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -68,8 +68,8 @@ class PixelModel:
         return dict(self.info.schedule or {})
 
 
-def load_pixel_model(reference: str | Path, *, flags: str | None = None, device: str | torch.device = "cpu",
-                     dtype: torch.dtype = torch.float32) -> PixelModel:
+def load_pixel_model(reference: str | Path, *, flags: str | OpenAIFlags | None = None,
+                     device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> PixelModel:
     """An `unconditional` model directory, a training run (its model/), or an original checkpoint file + flags.
 
     `flags` (a flags string, YAML model_config, or preset name; see openai_flags) is needed for, and only
@@ -96,7 +96,8 @@ def load_pixel_model(reference: str | Path, *, flags: str | None = None, device:
     return PixelModel(folder, unet, info, weights_hash(sorted((folder / "unet").glob("*.safetensors"))))
 
 
-def _load_original(path: Path, flags: str | None, *, device: str | torch.device, dtype: torch.dtype) -> PixelModel:
+def _load_original(path: Path, flags: str | OpenAIFlags | None, *, device: str | torch.device,
+                   dtype: torch.dtype) -> PixelModel:
     if path.suffix.lower() not in SUFFIXES:
         raise UserError(f"{path} is a file but not a checkpoint (.pt, .pth, .ckpt, .bin, .safetensors); pass a model "
                         "folder or an improved/guided-diffusion checkpoint")
