@@ -30,3 +30,19 @@ def test_key_map_covers_the_original_layout_exactly(flags):
     assert expected == {name: tuple(t.shape) for name, t in reference.state_dict().items()}
     if flags in PUBLISHED_PARAMETERS:
         assert sum(p.numel() for p in unet.parameters()) == PUBLISHED_PARAMETERS[flags]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["lsun-uncond-256", "openai-256-uncond"])
+def test_full_size_random_networks_convert_equal(preset):
+    # about 10 s and 35 s on one CPU thread; a 64 px input keeps the 256 px architectures affordable
+    from openai_unet_reference import randomize
+
+    from artdiff.models.pixel.openai_checkpoint import build_unet
+
+    flags = parse_flags(preset)
+    reference = randomize(OpenAIUNet(flags), 0)
+    unet = build_unet(reference.state_dict(), flags, where=preset)
+    x, t = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)), torch.tensor([500])
+    with torch.no_grad():
+        assert (reference(x, t) - unet(x, t).sample).abs().max() < 2e-5
