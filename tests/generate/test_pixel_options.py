@@ -82,7 +82,7 @@ def test_help_lists_the_pixel_options(capsys):
     text = capsys.readouterr().out
     for flag in ("--respacing", "--flags", "--clip-denoised", "--skip-steps", "--class-label"):
         assert flag in text
-    assert "lsun-uncond-256" in text and "default: per model" in text
+    assert "lsun-uncond-256" in text and "(default: dpm++2m; pixel models: ddim, or ddpm" in text
 
 
 def test_an_embedding_model_records_the_resolved_sampler_and_steps(tmp_path):

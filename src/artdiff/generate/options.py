@@ -149,11 +149,10 @@ class GenerateOptions:
     rescale: float = option(0.0, "guidance rescale phi (Lin et al. 2023), 0 to 1; 0.7 suits v-prediction models")
     steps: int | None = option(None, "sampling steps (1 to 1000); pixel models with --respacing run the steps it "
                                      "keeps (--steps, if given too, must equal that count)", shown_default="50")
-    sampler: Sampler | None = option(None, "sampler (default: dpm++2m; pixel models: ddim, or ddpm with the model's "
-                                           "learned variance for --respacing N or A,B,C)", shown_default="per model")
+    sampler: Sampler | None = option(None, "sampler", shown_default="dpm++2m; pixel models: ddim, or ddpm with the "
+                                                                  "model's learned variance for --respacing N or A,B,C")
     karras: bool = option(False, "Karras et al. (2022) sigma spacing")
-    eta: float | None = option(None, "noise of ddim / euler_a steps, 0 to 1 (default: 0 for ddim, 1 for euler_a)",
-                               shown_default="per sampler")
+    eta: float | None = option(None, "noise of ddim / euler_a steps, 0 to 1", shown_default="0 for ddim, 1 for euler_a")
     clip_skip: int = option(1, "Stable Diffusion: A1111's Clip skip; 1 takes the text encoder's last layer, 2 the "
                                "one before it (then the final layer norm)")
     seed: int = option(-1, "image i uses seed + i, whatever -n or --batch-size is; -1 picks a random seed, else "
