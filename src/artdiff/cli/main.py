@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("artdiff.cli.train", "train a model: judge, encoder, vae, embedding-ldm, image-variation, "
                                    "textual-inversion, lora"),
     "evaluate": ("artdiff.cli.evaluate", "measure the judge or a joint encoder on a labelled set"),
-    "convert": ("artdiff.cli.convert", "copy a model directory with its weights in another precision (fp16)"),
+    "convert": ("artdiff.cli.convert", "copy a model directory in another precision, or convert an improved/guided-diffusion checkpoint"),
     "quickstart": ("artdiff.cli.quickstart", "train artdiff-mini from nothing, offline (the whole recipe)"),
     "demo": ("artdiff.cli.demo", "run the main job on the shipped model and print where the results are"),
 }

@@ -63,7 +63,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise UserError(f"{path} is not a readable safetensors file ({first_line(error)}); it may be truncated "
                             "or corrupt: download it again") from None
     else:
-        data = _torch_load(path)
+        data = torch_load_weights(path)
     while isinstance(data, dict) and isinstance(data.get("state_dict"), dict):  # Lightning checkpoints nest it
         data = data["state_dict"]
     if not isinstance(data, dict):
@@ -84,7 +84,7 @@ def sd_parts(state: dict[str, torch.Tensor], path: Path | None = None) -> dict[s
     return parts
 
 
-def _torch_load(path: Path) -> Any:
+def torch_load_weights(path: Path) -> Any:
     mmap = zipfile.is_zipfile(path)  # only zip-format files can be memory-mapped
     try:
         with warnings.catch_warnings():

@@ -81,9 +81,9 @@ def _load(path: Path) -> Any:
         except (SafetensorError, OSError, ValueError) as error:
             raise UserError(f"{path} is not a readable safetensors file ({first_line(error)}); it may be truncated "
                             "or corrupt: download it again") from None
-    from artdiff.models.single_file import _torch_load  # the one weights_only loader with its one-line errors
+    from artdiff.models.single_file import torch_load_weights  # the one weights_only loader
 
-    return _torch_load(path)
+    return torch_load_weights(path)
 
 
 def file_sha256(path: Path) -> str:
