@@ -85,6 +85,7 @@ def sd_parts(state: dict[str, torch.Tensor], path: Path | None = None) -> dict[s
 
 
 def torch_load_weights(path: Path) -> Any:
+    """Load a pickled weights file with torch.load(weights_only=True), memory-mapped when zip-format."""
     mmap = zipfile.is_zipfile(path)  # only zip-format files can be memory-mapped
     try:
         with warnings.catch_warnings():
