@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from artdiff.cli.main import main
 from artdiff.models.factory import read_model_info
 
@@ -10,10 +12,16 @@ def test_tiny_quickstart_end_to_end(tmp_path, capsys):
     argv = ["quickstart", "--train", str(tmp_path / "qs"), "--scale", "tiny", "--json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result["seconds"]) == {"synth", "synth-heldout", "judge", "encoder", "vae", "embedding-ldm"}
+    assert set(result["seconds"]) == {"synth", "synth-heldout", "judge", "encoder", "vae", "embedding-ldm", "pixel"}
     info = read_model_info(tmp_path / "qs" / "ldm" / "model")
     assert info.kind == "embedding-ldm" and info.conditioning["trained_on"] == "image"
     assert set(result["evaluation"]["text_adherence"]) == {"style", "palette", "ground"}
+    pixel = read_model_info(tmp_path / "qs" / "pixel" / "model")
+    assert pixel.kind == "unconditional" and pixel.recipe["preset"] == "pixel-tiny" and pixel.recipe["max_steps"] == 2
+    assert result["pixel_model"] == str(tmp_path / "qs" / "pixel" / "model")
+    evaluation = result["pixel_evaluation"]
+    assert evaluation["samples"] == 8 and sum(evaluation["style_shares"].values()) == pytest.approx(1)
+    assert set(evaluation["bars"]) == {"every style >= 6%", "FD ratio <= 2"}
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["seconds"] == {}  # every stage was already complete
 

@@ -33,3 +33,18 @@ def test_a_finished_run_keeps_its_record(tmp_path, capsys):
     code = main(["quickstart", "--train", str(folder), "--scale", "mini", "--images", "64"])
     assert code == 2 and "images" in capsys.readouterr().err
     assert json.loads((folder / "quickstart.json").read_text()) == record
+
+
+def test_a_run_recorded_before_the_pixel_stage_continues(tmp_path, monkeypatch, capsys):
+    """Options newer than a folder's record (pixel_steps) shape stages it has not run yet: it continues."""
+    _stop_at_judge(monkeypatch)
+    folder = tmp_path / "qs"
+    folder.mkdir()
+    older = {"scale": "tiny", "images": 48, "size": 16, "judge_epochs": 2, "encoder_steps": 2, "vae_steps": 2,
+             "ldm_steps": 2, "seed": 0}
+    (folder / "quickstart-options.json").write_text(json.dumps({"options": older}))
+    argv = ["quickstart", "--train", str(folder), "--scale", "tiny", "--json"]
+    assert main(argv) == 130, capsys.readouterr().err  # stopped at the judge, not refused
+    recorded = json.loads((folder / "quickstart-options.json").read_text())["options"]
+    assert recorded["pixel_steps"] == 2 and "pixel_samples" not in recorded  # the judged count is free to change
+    assert main([*argv, "--pixel-samples", "4"]) == 130

@@ -1,4 +1,4 @@
-"""`artdiff quickstart --train OUT`: run the whole artdiff-mini recipe (one library call)."""
+"""`artdiff quickstart --train OUT`: run the whole artdiff-mini and artdiff-pixel-mini recipe (one library call)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     from artdiff.studio.quickstart_config import QuickstartConfig
 
     parser = subparsers.add_parser(
-        "quickstart", help="train artdiff-mini from nothing: art set, judge, CLOOB encoder, VAE, embedding-LDM",
+        "quickstart", help="train artdiff-mini and artdiff-pixel-mini from nothing: art set, judge, CLOOB encoder, "
+                           "VAE, embedding-LDM, unconditional pixel model",
         description="Every stage is skipped when its folder is complete, so an interrupted run continues.")
     parser.add_argument("--train", required=True, metavar="OUT", help="folder for every stage's outputs")
     add_dataclass_args(parser, QuickstartConfig)
@@ -32,5 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
-    print(f"model: {result.model}\nstage seconds: {result.seconds}\nevaluation: {result.out / 'quickstart.json'}")
+    bars = ", ".join(f"{name} {'holds' if held else 'FAILS'}"
+                     for name, held in result.pixel_evaluation.get("bars", {}).items())
+    print(f"model: {result.model}\npixel model: {result.pixel_model} (bars: {bars})\n"
+          f"stage seconds: {result.seconds}\nevaluation: {result.out / 'quickstart.json'}")
     return 0

@@ -2,8 +2,10 @@
 
 1. a procedural art set (train) and a held-out one; 2. the judge; 3. a CLOOB joint encoder; 4. an
 AutoencoderKL with its latent scale measured; 5. an embedding-LDM trained on image embeddings only;
-6. an evaluation of the result from text prompts. Every stage writes its own folder under OUT and is
-skipped when that folder is already complete, so an interrupted quickstart continues where it stopped.
+6. an unconditional pixel model (improved-diffusion's recipe, artdiff-pixel-mini); 7. evaluations: the
+embedding-LDM from text prompts, the pixel model by its style shares and FD-judge. Every stage writes its own
+folder under OUT and is skipped when that folder is already complete, so an interrupted quickstart continues
+where it stopped.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any
 from artdiff.data.synthetic import SynthConfig, generate_dataset
 from artdiff.errors import UserError
 from artdiff.evaluate.model_eval import ModelEvalConfig, evaluate_model
+from artdiff.evaluate.pixel_eval import PixelEvalConfig, evaluate_pixel_model
 from artdiff.studio.quickstart_config import QuickstartConfig  # noqa: F401 - light, for a fast --help
 from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
 from artdiff.train.encoder import EncoderTrainConfig, train_encoder
 from artdiff.train.judge import JudgeTrainConfig, train_judge
+from artdiff.train.unconditional import UnconditionalConfig, train_unconditional
 from artdiff.train.vae import VaeTrainConfig, train_vae
 from artdiff.utils.io import atomic_write_json
 
@@ -33,14 +37,20 @@ class QuickstartResult:
     model: Path
     seconds: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    pixel_model: Path | None = None
+    pixel_evaluation: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for --json."""
-        return {"out": str(self.out), "model": str(self.model), "seconds": self.seconds, "evaluation": self.evaluation}
+        return {"out": str(self.out), "model": str(self.model), "seconds": self.seconds, "evaluation": self.evaluation,
+                "pixel_model": str(self.pixel_model) if self.pixel_model else None,
+                "pixel_evaluation": self.pixel_evaluation}
 
+
+PIXEL_EVAL_STEPS = 50  # DDIM steps of the pixel model's judged samples, as `artdiff generate` makes them
 
 # Options that do not change what the stages make: a run may continue with other values of these.
-FREE_OPTIONS = ("out", "progress")
+FREE_OPTIONS = ("out", "progress", "pixel_samples")
 OPTIONS_NAME = "quickstart-options.json"
 
 
@@ -52,8 +62,9 @@ def _check_options(cfg: QuickstartConfig) -> None:
     previous = (read_json(cfg.out / OPTIONS_NAME) or {}).get("options") or \
         (read_json(cfg.out / "quickstart.json") or {}).get("config")  # a run finished by an earlier artdiff
     if isinstance(previous, dict):
+        # An option the earlier run did not record is newer than it, and so is the stage it shapes: still to run.
         changed = sorted(k for k in set(previous) | set(current)
-                         if k not in FREE_OPTIONS and previous.get(k) != current.get(k))
+                         if k not in FREE_OPTIONS and k in previous and previous.get(k) != current.get(k))
         if changed:
             raise UserError(f"{cfg.out} holds a quickstart made with other options ({', '.join(changed)}); run it "
                             "with the same options to continue, or choose a new --train folder")
@@ -105,12 +116,21 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         data=data, encoder=str(out / "encoder"), vae=out / "vae" / "model", out=out / "ldm",
         preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.ldm_steps, batch_size=8 if tiny else 32,
         warmup_steps=1 if tiny else 300, checkpoint_every=1000, sample_every=0 if tiny else 2000, **common)))
-    model = out / "ldm" / "model"
+    stage("pixel", out / "pixel" / "model" / "artdiff.json", lambda: train_unconditional(UnconditionalConfig(
+        data=data, out=out / "pixel", preset="pixel-tiny" if tiny else "pixel-mini", size=cfg.size,
+        max_steps=cfg.pixel_steps, batch_size=4 if tiny else 32, lr=2e-4, warmup_steps=1 if tiny else 200,
+        ema_decay=0.999, flip=True, checkpoint_every=500, sample_every=0 if tiny else 2000,
+        sample_steps=2 if tiny else 25, **common)))  # EMA 0.999: 0.9999 averages over more steps than the run has
+    model, pixel_model = out / "ldm" / "model", out / "pixel" / "model"
     evaluation = evaluate_model(ModelEvalConfig(model=str(model), judge=out / "judge" / "model",
                                                 samples_per_prompt=1 if tiny else 4, image_prompts=4 if tiny else 32,
                                                 diversity_samples=3 if tiny else 8,
                                                 steps=2 if tiny else 50)).to_json()
-    result = QuickstartResult(out=out, model=model, seconds=seconds, evaluation=evaluation)
+    pixel_evaluation = evaluate_pixel_model(PixelEvalConfig(
+        model=str(pixel_model), judge=out / "judge" / "model", samples=cfg.pixel_samples,
+        steps=2 if tiny else PIXEL_EVAL_STEPS, sampler="ddim", seed=cfg.seed)).to_json()
+    result = QuickstartResult(out=out, model=model, seconds=seconds, evaluation=evaluation, pixel_model=pixel_model,
+                              pixel_evaluation=pixel_evaluation)
     atomic_write_json(out / "quickstart.json", {**result.to_json(), "config": json.loads(json.dumps(
         asdict(cfg), default=str))})
     return result

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from artdiff.config import option
+from artdiff.config import check_all, option
 
 
 @dataclass
@@ -21,6 +21,8 @@ class QuickstartConfig:
     encoder_steps: int = option(1000, "encoder optimizer steps")
     vae_steps: int = option(1200, "autoencoder optimizer steps (batch 16)")
     ldm_steps: int = option(6500, "embedding-LDM optimizer steps (batch 32)")
+    pixel_steps: int = option(6000, "unconditional pixel model optimizer steps (batch 32)")
+    pixel_samples: int = option(512, "samples the pixel model is judged on (style shares, FD-judge)")
     seed: int = option(0, "seed of every stage")
     progress: bool = option(True, "show progress bars")
 
@@ -29,3 +31,6 @@ class QuickstartConfig:
         if self.scale == "tiny":  # the same stages at toy sizes
             self.images, self.size = min(self.images, 48), 16
             self.judge_epochs, self.encoder_steps, self.vae_steps, self.ldm_steps = 2, 2, 2, 2
+            self.pixel_steps, self.pixel_samples = 2, min(self.pixel_samples, 8)
+        check_all([(self.pixel_steps >= 1, "--pixel-steps must be at least 1"),
+                   (self.pixel_samples >= 2, "--pixel-samples must be at least 2 (FD-judge needs two images)")])
