@@ -248,3 +248,6 @@ def test_flags_that_do_not_match_the_file_are_one_line(original, tmp_path, capsy
     assert "resblock_updown" in error
     error = fails(capsys, original / "tiny_diffusion_uncond.pt", tmp_path, "--flags", "--no_such_flag 3", "-n", "1")
     assert "no_such_flag" in error
+    # a preset describes the published 256 px file, not this one: the first key that differs is named
+    error = fails(capsys, original / "tiny_diffusion_uncond.pt", tmp_path, "--flags", "lsun-uncond-256", "-n", "1")
+    assert "tiny_diffusion_uncond.pt" in error

@@ -171,9 +171,9 @@ class GenerateOptions:
                                          "of the schedule (e.g. 10,10,10); it sets the step count",
                                    metavar="SPACING")
     flags: str | None = option(None, "an original improved/guided-diffusion .pt/.pth/.safetensors file as --model: "
-                                     "its MODEL_FLAGS and DIFFUSION_FLAGS (\"--image_size 256 --num_channels 128 ...\") "
-                                     "or a preset: lsun-uncond-256 | openai-256-uncond | clip-diffusion-art-256",
-                               metavar="FLAGS")
+                                     "its MODEL_FLAGS and DIFFUSION_FLAGS, quoted (\"--image_size 256 --num_channels "
+                                     "128 ...\"), clip-diffusion-art's YAML model_config file, or a preset: "
+                                     "lsun-uncond-256 | openai-256-uncond | clip-diffusion-art-256", metavar="FLAGS")
     clip_denoised: bool = option(False, "pixel models: clamp each step's predicted image to [-1, 1] "
                                         "(improved-diffusion's clip_denoised)")
     skip_steps: int = option(0, "pixel models: skip the first N of the steps, starting from --init-image noised to "
