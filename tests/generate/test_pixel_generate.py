@@ -96,6 +96,16 @@ def test_respacing_decides_the_sampler_unless_one_is_given(model, tmp_path, argv
     assert request["eta"] == (0.0 if sampler == "ddim" else None)
 
 
+def test_eta_acts_on_ddim_whichever_respacing_and_is_recorded(model, tmp_path, capsys):
+    assert generate(model, tmp_path / "a", "-n", "1", "--steps", "3", "--eta", "0.5") == 0  # ddim by default
+    assert generate(model, tmp_path / "b", "-n", "1", "--respacing", "3", "--sampler", "ddim", "--eta", "0.3") == 0
+    a, b = next((tmp_path / "a").glob("*.png")), next((tmp_path / "b").glob("*.png"))
+    assert "Eta DDIM: 0.5" in read_parameters(a) and read_sidecar(a)["request"]["eta"] == 0.5
+    assert "Eta DDIM: 0.3" in read_parameters(b) and read_sidecar(b)["eta"] == 0.3
+    error = fails(capsys, model, tmp_path, "--sampler", "heun", "--eta", "0.5")
+    assert "--eta changes only ddim and euler_a steps, not heun" in error
+
+
 def test_a_training_run_stands_for_its_model_and_json_names_what_ran(model, tmp_path, capsys):
     run = tmp_path / "my-run"
     (run / "checkpoints").mkdir(parents=True)
