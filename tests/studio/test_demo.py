@@ -45,8 +45,11 @@ def test_demo_without_paintings_uses_the_procedural_set(tmp_path):
     assert '"caption_source": "metadata"' in records[0]  # the synthetic captions came along
 
 
-def test_demo_makes_a_gallery_when_given_a_model(tmp_path, capsys):
+def test_demo_makes_a_gallery_when_given_a_model(tmp_path, capsys, monkeypatch):
+    import artdiff.studio.demo as demo
     from artdiff.data.manifest import read_manifest
+
+    monkeypatch.setattr(demo, "SHIPPED_PIXEL_MODEL", tmp_path / "absent")  # the pixel sheet has its own test
     from artdiff.train.embedding_ldm import EmbeddingLDMConfig, train_embedding_ldm
 
     from model_fixtures import tiny_encoder, tiny_synth, tiny_vae
@@ -72,3 +75,48 @@ def test_contact_sheet_labels_grow_to_four_lines_and_mark_a_cut(tmp_path):
     assert sheet.size == (120, 60 + 4 + 4 * 12)
     lines = label_lines(words * 3, 60)
     assert len(lines) == 4 and lines[-1].endswith("...") and label_lines("short", 60) == ["short"]
+
+
+@pytest.fixture(scope="module")
+def pixel_model(tmp_path_factory):
+    from artdiff.train.unconditional import UnconditionalConfig, train_unconditional
+
+    from model_fixtures import tiny_synth
+
+    root = tmp_path_factory.mktemp("pixel")
+    return train_unconditional(UnconditionalConfig(
+        data=tiny_synth(root / "synth", n=8, size=16), out=root / "run", preset="pixel-tiny", batch_size=4,
+        max_steps=1, warmup_steps=1, sample_every=0, sample_steps=1, progress=False)).model_dir
+
+
+def test_pixel_sheet_shows_16_fixed_seed_samples_labelled_by_style(pixel_model, tmp_path):
+    from artdiff.data.synthetic_labels import STYLES
+    from artdiff.studio.pixel_sheet import pixel_sheet
+
+    result = pixel_sheet(pixel_model, tmp_path / "pixel-samples", seeds=list(range(16)), steps=1)
+    assert result.sheet == tmp_path / "pixel-samples.png" and len(result.images) == 16
+    assert result.images[3].name == "003-3.png" and all(style in STYLES for style in result.styles)
+    assert Image.open(result.sheet).width == 8 * 96  # 8 columns of 96 px cells, 2 rows
+    again = pixel_sheet(pixel_model, tmp_path / "again", seeds=[3], steps=1)
+    assert list(Image.open(again.images[0]).getdata()) == list(Image.open(result.images[3]).getdata())
+
+
+def test_demo_makes_the_pixel_sheet_or_says_why_not(pixel_model, tmp_path, monkeypatch, capsys):
+    import artdiff.studio.demo as demo
+
+    class Gallery:
+        sheet = tmp_path / "gallery.png"
+
+    monkeypatch.setattr(demo, "make_gallery", lambda *args, **kwargs: Gallery())  # the gallery has its own test
+    monkeypatch.setattr(demo, "SHIPPED_PIXEL_MODEL", tmp_path / "artdiff-pixel-mini")  # an install without it
+    save(pattern(40, 40, seed=0), tmp_path / "art" / "p.png")  # one painting: quicker than a procedural set
+    argv = ["demo", "--out", str(tmp_path / "out"), "--artworks", str(tmp_path / "art"), "--size", "32",
+            "--pixel-steps", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"pixel model samples: skipped, this install has no artdiff-pixel-mini ({tmp_path / 'artdiff-pixel-mini'})" in out
+    assert not (tmp_path / "out" / "pixel-samples.png").exists()
+    assert main([*argv, "--pixel-model", str(pixel_model)]) == 0
+    assert f"labelled with the judge's style): {tmp_path / 'out' / 'pixel-samples.png'}" in capsys.readouterr().out
+    assert len(list((tmp_path / "out" / "pixel-samples").glob("*.png"))) == 16
+    assert main([*argv, "--pixel-model", str(tmp_path / "absent")]) == 2  # a model asked for must be there

@@ -2,7 +2,9 @@
 
 It prepares the real paintings (when present) or a generated procedural art set into a dataset with
 focal crops and writes a contact sheet; when a model is there (the shipped artdiff-mini or --model),
-it also generates a labelled gallery from text prompts, image prompts (the paintings) and a mix.
+it also generates a labelled gallery from text prompts, image prompts (the paintings) and a mix; and when
+a pixel model is there (the shipped artdiff-pixel-mini or --pixel-model), a sheet of its samples at fixed
+seeds, each labelled with the style the judge sees.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from artdiff.data.prepare_config import PrepareConfig
 from artdiff.errors import UserError
 from artdiff.studio.contact_sheet import contact_sheet
 from artdiff.studio.gallery import make_gallery, painting_files
-from artdiff.utils.assets import SHIPPED_MODEL
+from artdiff.utils.assets import SHIPPED_MODEL, SHIPPED_PIXEL_MODEL
+
+PIXEL_SEEDS = range(16)  # the same 16 samples on every run
 
 
 @dataclass
@@ -30,6 +34,8 @@ class DemoConfig:
     model: str | None = None  # an embedding-ldm for the gallery; default: the shipped artdiff-mini if present
     steps: int = 50
     gallery: bool = True  # False: only the dataset and its contact sheet
+    pixel_model: str | None = None  # an unconditional pixel model; default: the shipped artdiff-pixel-mini if present
+    pixel_steps: int = 25  # DDIM steps of the pixel sheet: 16 samples at 64 px stay quick on 2 CPU cores
 
 
 @dataclass
@@ -40,6 +46,8 @@ class DemoResult:
     dataset: PrepareResult
     sheet: Path
     gallery: Path | None = None
+    pixel_sheet: Path | None = None
+    pixel_skipped: str | None = None  # why there is no pixel sheet, when there is none
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
@@ -65,7 +73,22 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     if cfg.gallery and (cfg.model or SHIPPED_MODEL.is_dir()):
         prompts = painting_files(cfg.artworks) or [prepared.dst / r["image"] for r in records[:4]]
         gallery = make_gallery(cfg.model, out / "gallery", image_prompts=prompts, steps=cfg.steps).sheet
-    return DemoResult(source=source, dataset=prepared, sheet=sheet, gallery=gallery)
+    pixel, skipped = _pixel_samples(cfg, out)
+    return DemoResult(source=source, dataset=prepared, sheet=sheet, gallery=gallery, pixel_sheet=pixel,
+                      pixel_skipped=skipped)
+
+
+def _pixel_samples(cfg: DemoConfig, out: Path) -> tuple[Path | None, str | None]:
+    """The pixel model's sheet of 16 fixed-seed samples, or why there is none (no model here is not an error)."""
+    if not cfg.gallery:
+        return None, "--no-gallery"
+    if cfg.pixel_model is None and not SHIPPED_PIXEL_MODEL.is_dir():
+        return None, (f"this install has no {SHIPPED_PIXEL_MODEL.name} ({SHIPPED_PIXEL_MODEL}); pass --pixel-model "
+                      "DIR for a model of your own")
+    from artdiff.studio.pixel_sheet import pixel_sheet
+
+    model = cfg.pixel_model or SHIPPED_PIXEL_MODEL
+    return pixel_sheet(model, out / "pixel-samples", seeds=list(PIXEL_SEEDS), steps=cfg.pixel_steps).sheet, None
 
 
 def _generated_folder(out: Path, size: int) -> Path:

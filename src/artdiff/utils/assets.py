@@ -8,6 +8,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SHIPPED_JUDGE = ASSETS / "judge"
 SHIPPED_ENCODER = ASSETS / "cloob-mini"
 SHIPPED_MODEL = ASSETS / "artdiff-mini"
+SHIPPED_PIXEL_MODEL = ASSETS / "artdiff-pixel-mini"  # the unconditional 64 px pixel model (issue 13)
 
 
 def shipped(path: Path, what: str) -> Path:
