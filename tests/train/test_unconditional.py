@@ -147,3 +147,21 @@ def test_the_importance_sampler_refuses_several_processes(data, tmp_path, monkey
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(UserError, match="one process"):
         UnconditionalTask(config(data, tmp_path / "run", timestep_sampler="loss-second-moment"))
+
+
+def test_fine_tuning_an_original_openai_file_with_its_flags(data, tmp_path):
+    from artdiff.models.pixel.openai_flags import parse_flags
+    from artdiff.models.pixel.pixel_model import load_pixel_model
+    from models.pixel.openai_unet_reference import OpenAIUNet, randomize
+
+    flags = ("--image_size 16 --channel_mult 1,2 --num_channels 32 --num_res_blocks 1 --num_head_channels 32 "
+             "--attention_resolutions 8 --resblock_updown True --use_scale_shift_norm True --learn_sigma True")
+    torch.save(randomize(OpenAIUNet(parse_flags(flags)), 1).state_dict(), tmp_path / "original.pt")
+    cfg = config(data, tmp_path / "run", init=str(tmp_path / "original.pt"), flags=flags, max_steps=1,
+                 sample_steps=1)
+    start = load_pixel_model(tmp_path / "original.pt", flags=flags).unet.state_dict()
+    task = UnconditionalTask(cfg)
+    assert all(torch.equal(v, start[k]) for k, v in task.model.state_dict().items())
+    info = read_model_info(train_unconditional(cfg).model_dir)
+    assert info.extra["source"]["format"] == "guided-diffusion" and len(info.extra["source"]["sha256"]) == 64
+    assert info.recipe["flags"] == flags

@@ -125,6 +125,7 @@ class UnconditionalTask:
         shutil.rmtree(tmp, ignore_errors=True)
         factory.save_diffusers_model(model, tmp / "unet")
         data = self.info.to_dict()
+        data.pop("artdiff_version", None)  # this version wrote it, whichever wrote the --init model
         data.update(recipe=to_dict(self.cfg), image_size=self.size)
         factory.write_model_info(tmp, ModelInfo.from_dict(data))
         shutil.rmtree(directory, ignore_errors=True)
@@ -189,22 +190,14 @@ def _initial_model(cfg: UnconditionalConfig) -> tuple[torch.nn.Module, ModelInfo
 
 def _load_init(cfg: UnconditionalConfig) -> tuple[torch.nn.Module, ModelInfo]:
     """--init through the pixel-model loader (model dir, run dir, or original file with --flags)."""
-    try:
-        from artdiff.models.pixel.pixel_model import load_pixel_model
-    except ImportError:
-        return _load_model_dir(Path(cfg.init))
+    from artdiff.models.pixel.openai_checkpoint import file_sha256
+    from artdiff.models.pixel.pixel_model import load_pixel_model
+
     pixel = load_pixel_model(cfg.init, flags=cfg.flags)
+    source = pixel.info.extra.get("source")
+    if Path(cfg.init).is_file() and isinstance(source, dict) and "sha256" not in source:
+        source["sha256"] = file_sha256(Path(cfg.init))  # the trained model names the exact file it started from
     return pixel.unet.float(), pixel.info
-
-
-def _load_model_dir(path: Path) -> tuple[torch.nn.Module, ModelInfo]:
-    """An `unconditional` model directory (or a run's model/) until models.pixel.pixel_model is there."""
-    if (path / "model" / "artdiff.json").is_file():
-        path = path / "model"
-    info = factory.read_model_info(path)
-    if info.kind != "unconditional":
-        raise UserError(f"{path} is a {info.kind} model; --init needs an unconditional pixel model")
-    return factory.load_unet2d(path / "unet"), info
 
 
 def train_unconditional(cfg: UnconditionalConfig) -> LoopResult:

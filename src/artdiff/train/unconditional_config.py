@@ -26,12 +26,12 @@ class UnconditionalConfig(LoopConfig):
     flip: bool = option(False, "random horizontal flips (drawn from each example's seed)")
     timestep_sampler: Literal["uniform", "loss-second-moment"] = option(
         "uniform", "how training timesteps are drawn: uniformly, or by improved-diffusion's importance sampler")
-    learn_sigma: bool = option(True, "from scratch: learn the variance (learned range, trained by the vb term)")
-    noise_schedule: Literal["linear", "cosine"] = option("linear", "from scratch: betas, linear (Ho et al.) or "
+    learn_sigma: bool = option(True, "from scratch (pixel-* presets): learn the variance (learned range, trained by the vb term)")
+    noise_schedule: Literal["linear", "cosine"] = option("linear", "from scratch (pixel-* presets): betas, linear (Ho et al.) or "
                                                                    "cosine (Nichol & Dhariwal)")
-    diffusion_steps: int = option(1000, "from scratch: training timesteps T")
-    predict_xstart: bool = option(False, "from scratch: the UNet predicts x0 instead of eps")
-    rescale_timesteps: bool = option(False, "from scratch: the UNet sees t * 1000 / T instead of t")
+    diffusion_steps: int = option(1000, "from scratch (pixel-* presets): training timesteps T")
+    predict_xstart: bool = option(False, "from scratch (pixel-* presets): the UNet predicts x0 instead of eps")
+    rescale_timesteps: bool = option(False, "from scratch (pixel-* presets): the UNet sees t * 1000 / T instead of t")
     rescale_learned_sigmas: bool = option(False, "weight the vb term by T / 1000 (lambda 0.001 for any T; "
                                                  "no change at T = 1000)")
     lr: float = option(1e-4, "peak learning rate (AdamW)")
