@@ -59,6 +59,12 @@ def test_draws_follow_the_weights_and_the_history_keeps_the_last_ten():
     assert sampler.losses[0, -2:].tolist() == [9.0, 7.0] and sampler.counts[0] == 10
 
 
+def test_all_zero_losses_keep_it_uniform():
+    sampler = LossSecondMomentSampler(3)
+    warm(sampler, [0.0, 0.0, 0.0])
+    assert sampler.warmed_up() and sampler.probabilities().tolist() == pytest.approx([1 / 3] * 3)
+
+
 def test_non_finite_losses_are_not_kept():
     sampler = LossSecondMomentSampler(2)
     sampler.record([0, 1, 2], [0, 0, 1], [float("nan"), 1.0, float("inf")])

@@ -63,9 +63,9 @@ class LossSecondMomentSampler(UniformSampler):
         return bool((self.counts == self.history).all())
 
     def probabilities(self) -> Tensor:
-        if not self.warmed_up():
-            return super().probabilities()
         weights = self.losses.pow(2).mean(dim=1).sqrt()
+        if not self.warmed_up() or not weights.sum() > 0:  # all-zero losses say nothing: stay uniform
+            return super().probabilities()
         weights = weights / weights.sum()
         return weights * (1 - self.uniform_prob) + self.uniform_prob / self.num_timesteps
 
