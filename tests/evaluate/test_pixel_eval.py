@@ -76,3 +76,18 @@ def test_cli_reports_the_bars_and_refuses_options_of_the_other_kind(model, capsy
     assert "--samples applies to unconditional pixel models" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(model), "--samples", "1"]) == 2
     assert "--samples must be 2 to 100,000" in capsys.readouterr().err
+
+
+def test_shipping_is_a_copy_an_fp16_conversion_samples_as_the_model_does(model, tmp_path):
+    """The recipe ships `artdiff convert RUN/model assets/artdiff-pixel-mini --dtype fp16`: it loads and samples."""
+    from artdiff.generate.pixel_sample import sample_pixels
+    from artdiff.models.convert_dtype import convert_model_dtype
+    from artdiff.models.pixel.pixel_model import load_pixel_model
+
+    convert_model_dtype(model, tmp_path / "half", "fp16")
+    full, half = load_pixel_model(model), load_pixel_model(tmp_path / "half")
+    assert half.unet.dtype == torch.float32 and half.info.to_dict() == full.info.to_dict()
+    with torch.no_grad():
+        a = sample_pixels(full.unet, full.info, seeds=[1, 2], steps=2)
+        b = sample_pixels(half.unet, half.info, seeds=[1, 2], steps=2)
+    assert (a - b).abs().mean() < 2e-3 and (a - b).abs().max() < 0.1  # fp16 rounding of the weights only
