@@ -125,9 +125,14 @@ def _evaluate_pixel_model(args: argparse.Namespace) -> int:
 
     given = {name: getattr(args, name) for name in ("samples", "respacing", "eta", "sampler")
              if getattr(args, name) is not None}
-    report = evaluate_pixel_model(PixelEvalConfig(
-        model=args.model, judge=Path(args.model_judge) if args.model_judge else None, steps=args.steps,
-        seed=args.seed, **given))
+    from artdiff.errors import UserError
+
+    try:
+        cfg = PixelEvalConfig(model=args.model, judge=Path(args.model_judge) if args.model_judge else None,
+                              steps=args.steps, seed=args.seed, **given)
+    except ValueError as error:  # a config's own check: the user's option, not a bug
+        raise UserError(str(error)) from None
+    report = evaluate_pixel_model(cfg)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from artdiff.config import check_all
 from artdiff.data.synthetic_labels import STYLES
 from artdiff.errors import UserError
 from artdiff.evaluate.judge_eval import load_checked_judge
@@ -46,10 +47,9 @@ class PixelEvalConfig:
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        if not 2 <= self.samples <= 100_000:
-            raise UserError(f"--samples must be 2 to 100,000 (got {self.samples}); FD needs at least two images")
-        if not 1 <= self.batch_size <= 4096:
-            raise UserError(f"--batch-size must be 1 to 4096 (got {self.batch_size})")
+        check_all([(2 <= self.samples <= 100_000, f"--samples must be 2 to 100,000 (got {self.samples}); FD needs "
+                                                  "at least two images"),
+                   (1 <= self.batch_size <= 4096, f"--batch-size must be 1 to 4096 (got {self.batch_size})")])
 
 
 @dataclass
