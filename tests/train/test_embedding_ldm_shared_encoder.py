@@ -1,6 +1,7 @@
 """A model trained on the shipped encoder refers to it; one trained on a user's encoder carries a copy."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from model_fixtures import tiny_encoder, tiny_synth, tiny_vae
 def parts(tmp_path_factory):
     root = tmp_path_factory.mktemp("shared")
     data = tiny_synth(root / "synth", n=8)
-    return {"data": data, "vae": tiny_vae(root / "vae"), "assets": root / "assets",
+    return {"data": data, "vae": tiny_vae(root / "vae"), "assets": root / "assets", "root": root,
             "encoder": tiny_encoder(root / "assets" / "tiny-encoder", ["a red circle", "a blue square"])}
 
 
@@ -31,17 +32,23 @@ def train(parts, out, **options):
                                                   progress=False, **options)).model_dir
 
 
-def test_the_shipped_encoder_is_referred_to_and_init_keeps_the_reference(parts, shipped, tmp_path):
-    model = train(parts, tmp_path / "run", encoder=str(parts["encoder"]))
-    data = json.loads((model / "artdiff.json").read_text())
-    assert data["components"] == {"encoder": {"asset": "tiny-encoder"}} and not (model / "encoder").exists()
-    assert load_embedding_model(str(model)).encoder.name == str(parts["encoder"])
-    again = train(parts, tmp_path / "again", init=str(model))  # --init reads the encoder it refers to
+@pytest.fixture(scope="module")
+def referring(parts):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(components, "ASSETS", parts["assets"])
+        return train(parts, parts["root"] / "run", encoder=str(parts["encoder"]))
+
+
+def test_the_shipped_encoder_is_referred_to_and_init_keeps_the_reference(parts, referring, shipped, tmp_path):
+    data = json.loads((referring / "artdiff.json").read_text())
+    assert data["components"] == {"encoder": {"asset": "tiny-encoder"}} and not (referring / "encoder").exists()
+    assert load_embedding_model(str(referring)).encoder.name == str(parts["encoder"])
+    again = train(parts, tmp_path / "again", init=str(referring))  # --init reads the encoder it refers to
     assert json.loads((again / "artdiff.json").read_text())["components"] == data["components"]
 
 
-def test_init_from_an_fp16_reference_embeds_with_the_rounded_encoder(parts, shipped, tmp_path):
-    model = train(parts, tmp_path / "run", encoder=str(parts["encoder"]))
+def test_init_from_an_fp16_reference_embeds_with_the_rounded_encoder(parts, referring, shipped, tmp_path):
+    model = shutil.copytree(referring, tmp_path / "model")
     info = json.loads((model / "artdiff.json").read_text())
     info["components"]["encoder"]["precision"] = "fp16"
     (model / "artdiff.json").write_text(json.dumps(info))
