@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from artdiff.core.diffusion_losses import (
-    DiffusionTables,
     approx_standard_normal_cdf,
     discretized_gaussian_log_likelihood,
     hybrid_loss,
-    learned_range_log_variance,
+    learned_range_log_variance_at,
     normal_kl,
     q_sample,
+    training_tables,
 )
 
 
@@ -50,13 +50,13 @@ def test_decoder_likelihood_bins_and_open_end_bins():
 
 
 def tables():
-    return DiffusionTables.from_betas(torch.tensor([0.1, 0.2], dtype=torch.float64))
+    return training_tables(torch.tensor([0.1, 0.2], dtype=torch.float64))
 
 
 def test_tables_by_hand():
     tab = tables()
     # a = (0.9, 0.72); beta-tilde_1 = 0.2 * (1 - 0.9) / (1 - 0.72); t = 0 takes t = 1's (beta-tilde_0 = 0)
-    assert tab.alphas_bar.tolist() == pytest.approx([0.9, 0.72])
+    assert tab.alphas_cumprod.tolist() == pytest.approx([0.9, 0.72])
     assert tab.posterior_log_variance_clipped.exp().tolist() == pytest.approx([0.02 / 0.28, 0.02 / 0.28])
     assert tab.posterior_mean_coef1.tolist() == pytest.approx([1.0, 0.2 * math.sqrt(0.9) / 0.28])
     assert tab.posterior_mean_coef2.tolist() == pytest.approx([0.0, 0.1 * math.sqrt(0.8) / 0.28])
@@ -65,7 +65,7 @@ def test_tables_by_hand():
 def test_learned_range_interpolates_between_the_two_variances():
     tab, t = tables(), torch.tensor([1, 1, 1])
     v = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64).reshape(3, 1, 1, 1)
-    log_var = learned_range_log_variance(tab, v, t).flatten().tolist()
+    log_var = learned_range_log_variance_at(tab, v, t).flatten().tolist()
     low, high = math.log(0.02 / 0.28), math.log(0.2)
     assert log_var == pytest.approx([high, low, (high + low) / 2])
 

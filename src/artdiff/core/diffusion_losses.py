@@ -1,8 +1,9 @@
 """The hybrid objective of Nichol & Dhariwal (2021), "Improved denoising diffusion probabilistic models".
 
 Notation (Ho et al. 2020): betas beta_t, alpha-bar a_t = prod(1 - beta_s), x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps,
-the true posterior q(x_{t-1} | x_t, x0) = N(mu-tilde_t, beta-tilde_t), and the model's p(x_{t-1} | x_t) =
-N(mu_theta, Sigma_theta). Pixels live in [-1, 1]; t is a 0-based index into the T training steps.
+the true posterior q(x_{t-1} | x_t, x0) = N(mu-tilde_t, beta-tilde_t) and the model's p(x_{t-1} | x_t) =
+N(mu_theta, Sigma_theta); the per-timestep tables are core.respacing's, with every step kept. Pixels live in
+[-1, 1]; t is a 0-based index into the T training steps.
 The tables are float64; per-example terms are computed in the inputs' dtype (pass float32, not fp16).
 """
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from artdiff.core.respacing import RespacedDiffusion, learned_range_log_variance, respaced_diffusion
 
 
 def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
@@ -40,33 +43,9 @@ def discretized_gaussian_log_likelihood(x: Tensor, *, means: Tensor, log_scales:
     return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
 
 
-@dataclass(frozen=True)
-class DiffusionTables:
-    """Per-timestep constants of a discrete diffusion (float64, shape (T,))."""
-
-    betas: Tensor
-    alphas_bar: Tensor
-    alphas_bar_prev: Tensor
-    posterior_log_variance_clipped: Tensor  # log beta-tilde_t, with t = 0 taking t = 1's value (beta-tilde_0 = 0)
-    posterior_mean_coef1: Tensor  # mu-tilde_t = coef1 * x0 + coef2 * x_t
-    posterior_mean_coef2: Tensor
-
-    @classmethod
-    def from_betas(cls, betas: Tensor) -> DiffusionTables:
-        """Build the tables of Ho et al. (2020) eq. 6-7 from the betas."""
-        betas = betas.to(torch.float64)
-        alphas_bar = torch.cumprod(1.0 - betas, dim=0)
-        prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_bar[:-1]])
-        posterior_variance = betas * (1.0 - prev) / (1.0 - alphas_bar)
-        clipped = torch.cat([posterior_variance[1:2], posterior_variance[1:]]) if len(betas) > 1 else betas
-        return cls(betas=betas, alphas_bar=alphas_bar, alphas_bar_prev=prev,
-                   posterior_log_variance_clipped=torch.log(clipped),
-                   posterior_mean_coef1=betas * prev.sqrt() / (1.0 - alphas_bar),
-                   posterior_mean_coef2=(1.0 - prev) * (1.0 - betas).sqrt() / (1.0 - alphas_bar))
-
-    @property
-    def num_timesteps(self) -> int:
-        return len(self.betas)
+def training_tables(betas: Tensor) -> RespacedDiffusion:
+    """Every training timestep's constants (Ho et al. 2020, eq. 6-7): the respaced tables with all T steps kept."""
+    return respaced_diffusion(torch.cumprod(1.0 - betas.to(torch.float64), dim=0), range(len(betas)))
 
 
 def _at(table: Tensor, t: Tensor, like: Tensor) -> Tensor:
@@ -74,28 +53,30 @@ def _at(table: Tensor, t: Tensor, like: Tensor) -> Tensor:
     return table.to(like.device)[t.to(like.device)].to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def q_sample(tables: DiffusionTables, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+def q_sample(tables: RespacedDiffusion, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps."""
-    return _at(tables.alphas_bar.sqrt(), t, x0) * x0 + _at((1 - tables.alphas_bar).sqrt(), t, x0) * eps
+    return _at(tables.alphas_cumprod.sqrt(), t, x0) * x0 + _at((1 - tables.alphas_cumprod).sqrt(), t, x0) * eps
 
 
-def q_posterior_mean(tables: DiffusionTables, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+def q_posterior_mean(tables: RespacedDiffusion, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
     """mu-tilde_t(x_t, x0), the mean of q(x_{t-1} | x_t, x0)."""
     return _at(tables.posterior_mean_coef1, t, x_t) * x0 + _at(tables.posterior_mean_coef2, t, x_t) * x_t
 
 
-def learned_range_log_variance(tables: DiffusionTables, v: Tensor, t: Tensor) -> Tensor:
-    """log Sigma = frac log beta_t + (1 - frac) log beta-tilde_t with frac = (v + 1) / 2 (Nichol & Dhariwal eq. 15)."""
-    frac = (v + 1) / 2
-    return frac * _at(tables.betas.log(), t, v) + (1 - frac) * _at(tables.posterior_log_variance_clipped, t, v)
+def learned_range_log_variance_at(tables: RespacedDiffusion, v: Tensor, t: Tensor) -> Tensor:
+    """log Sigma of variance channels v (B, C, H, W) at each example's timestep t, by learned range."""
+    wide = v.to(torch.float64)  # interpolated in float64 as the samplers do, then back to v's dtype
+    log_beta, log_beta_tilde = _at(tables.betas.log(), t, wide), _at(tables.posterior_log_variance_clipped, t, wide)
+    return learned_range_log_variance(v, log_beta, log_beta_tilde).to(v.dtype)
 
 
-def predict_x0_from_eps(tables: DiffusionTables, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+def predict_x0_from_eps(tables: RespacedDiffusion, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)."""
-    return _at((1 / tables.alphas_bar).sqrt(), t, x_t) * x_t - _at((1 / tables.alphas_bar - 1).sqrt(), t, x_t) * eps
+    abar = tables.alphas_cumprod
+    return _at((1 / abar).sqrt(), t, x_t) * x_t - _at((1 / abar - 1).sqrt(), t, x_t) * eps
 
 
-def vb_term_bits(tables: DiffusionTables, *, x0: Tensor, x_t: Tensor, t: Tensor, model_x0: Tensor,
+def vb_term_bits(tables: RespacedDiffusion, *, x0: Tensor, x_t: Tensor, t: Tensor, model_x0: Tensor,
                  model_log_variance: Tensor) -> Tensor:
     """L_{t-1} per example in bits per dimension: the KL to the true posterior, or at t = 0 the decoder NLL."""
     true_mean = q_posterior_mean(tables, x0, x_t, t)
@@ -116,7 +97,7 @@ class HybridLoss:
     vb: Tensor
 
 
-def hybrid_loss(tables: DiffusionTables, output: Tensor, *, x0: Tensor, x_t: Tensor, eps: Tensor, t: Tensor,
+def hybrid_loss(tables: RespacedDiffusion, output: Tensor, *, x0: Tensor, x_t: Tensor, eps: Tensor, t: Tensor,
                 parameterization: str = "eps", learn_sigma: bool = True,
                 rescale_learned_sigmas: bool = False) -> HybridLoss:
     """L_simple + L_vlb term of Nichol & Dhariwal (2021) sec. 3.1 for a model output (B, 3 or 6, H, W).
@@ -142,7 +123,7 @@ def hybrid_loss(tables: DiffusionTables, output: Tensor, *, x0: Tensor, x_t: Ten
     frozen = prediction.detach()
     model_x0 = frozen if parameterization == "x0" else predict_x0_from_eps(tables, x_t, t, frozen)
     vb = vb_term_bits(tables, x0=x0, x_t=x_t, t=t, model_x0=model_x0,
-                      model_log_variance=learned_range_log_variance(tables, v, t))
+                      model_log_variance=learned_range_log_variance_at(tables, v, t))
     if rescale_learned_sigmas:
-        vb = vb * (tables.num_timesteps / 1000.0)
+        vb = vb * (len(tables.betas) / 1000.0)
     return HybridLoss(loss=mse + vb, mse=mse, vb=vb)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from artdiff.config import to_dict
-from artdiff.core.diffusion_losses import DiffusionTables, hybrid_loss, q_sample
+from artdiff.core.diffusion_losses import hybrid_loss, q_sample, training_tables
 from artdiff.core.schedules import ddpm_betas
 from artdiff.data.dataset import ImageDataset
 from artdiff.errors import UserError
@@ -49,7 +49,7 @@ class UnconditionalTask:
         self.size = cfg.size or image_size
         _check_size(self.size, image_size, self.model, fine_tuning=cfg.init is not None)
         schedule = self.info.schedule or {}
-        self.tables = DiffusionTables.from_betas(_betas(schedule))
+        self.tables = training_tables(_betas(schedule))
         channels = self.model.config.out_channels
         variance = self.info.extra.get("variance") or ("learned_range" if channels == 6 else "fixed_large")
         self.learn_sigma = variance == "learned_range"
@@ -57,7 +57,7 @@ class UnconditionalTask:
             raise UserError(f"the model has {channels} output channels, but its artdiff.json says variance "
                             f"{variance!r}")
         self.rescale_timesteps = bool(self.info.extra.get("rescale_timesteps", False))
-        self.sampler = make_timestep_sampler(cfg.timestep_sampler, self.tables.num_timesteps)
+        self.sampler = make_timestep_sampler(cfg.timestep_sampler, len(self.tables.betas))
         self.data = ImageDataset(cfg.data, size=self.size)
         self._step: int | None = None
         self._last: dict[str, float] = {}
@@ -77,7 +77,7 @@ class UnconditionalTask:
             self._step = step
         x0, eps, t, weights = self._draws(batch, seeds)
         x_t = q_sample(self.tables, x0, t, eps)
-        timestep = t.float() * (1000.0 / self.tables.num_timesteps) if self.rescale_timesteps else t
+        timestep = t.float() * (1000.0 / len(self.tables.betas)) if self.rescale_timesteps else t
         output = model(x_t, timestep.to(x0.device)).sample.float()  # (B, 3 or 6, S, S); the loss in float32
         terms = hybrid_loss(self.tables, output, x0=x0, x_t=x_t, eps=eps, t=t,
                             parameterization=self.info.parameterization or "eps", learn_sigma=self.learn_sigma,
