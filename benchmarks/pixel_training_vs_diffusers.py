@@ -73,7 +73,8 @@ class Ours:
     def __init__(self, cfg, task, model: torch.nn.Module) -> None:
         AcceleratorState._reset_state()
         GradientState._reset_state()
-        self.cfg, self.task, self.accelerator = cfg, task, Accelerator(mixed_precision="no")
+        on_cpu = next(model.parameters()).device.type == "cpu"  # accelerate would move it to a GPU otherwise
+        self.cfg, self.task, self.accelerator = cfg, task, Accelerator(mixed_precision="no", cpu=on_cpu)
         # run_training's optimizer; --fused-adam shows what torch's fused AdamW would change (both sides)
         optimizer = torch.optim.AdamW(list(model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay, **ADAM)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -110,12 +111,13 @@ class Diffusers:
         count = self.cfg.batch_size
         indices = indices or [(self.position + i) % self.task.dataset_size() for i in range(count)]
         self.position += count
-        clean = self.task.batch(indices) * 2 - 1  # the example's Normalize([0.5], [0.5])
+        device = next(self.model.parameters()).device
+        clean = self.task.batch(indices).to(device) * 2 - 1  # the example's Normalize([0.5], [0.5])
         if draws is None:
-            noise = torch.randn(clean.shape)
-            timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (count,)).long()
+            noise = torch.randn(clean.shape, device=device)
+            timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (count,), device=device)
         else:
-            noise, timesteps = draws
+            noise, timesteps = (d.to(device) for d in draws)
         noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
         output = self.model(noisy, timesteps).sample
         eps, v = output[:, :3], output[:, 3:]
