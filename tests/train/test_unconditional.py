@@ -109,7 +109,7 @@ def test_bad_inputs_are_one_line(trained, data, tmp_path, capsys):
     assert main([*argv, "--preset", "pixel-huge"]) == 2
     assert "--preset 'pixel-huge' is not one of pixel-tiny" in capsys.readouterr().err
     assert main([*argv, "--preset", "pixel-tiny", "--size", "17"]) == 2
-    assert "not a multiple of 2" in capsys.readouterr().err
+    assert "--size 17: this model makes sizes that are multiples of 2 px" in capsys.readouterr().err
 
 
 def test_bf16_with_gradient_checkpointing_trains(data, tmp_path):

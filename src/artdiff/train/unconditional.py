@@ -23,6 +23,7 @@ from artdiff.errors import UserError
 from artdiff.generate.pixel_sample import sample_pixels
 from artdiff.models import factory
 from artdiff.models.model_info import ModelInfo
+from artdiff.models.pixel.pixel_model import check_makeable_size
 from artdiff.train.loop import LoopResult, run_training
 from artdiff.train.timestep_sampler import make_timestep_sampler
 from artdiff.train.unconditional_config import UnconditionalConfig
@@ -47,7 +48,7 @@ class UnconditionalTask:
                             "class labels")
         image_size = int(self.info.extra.get("image_size") or self.model.config.sample_size)
         self.size = cfg.size or image_size
-        _check_size(self.size, image_size, self.model, fine_tuning=cfg.init is not None)
+        _check_size(self.size, image_size, self.model, fine_tuning=cfg.init is not None, given=bool(cfg.size))
         schedule = self.info.schedule or {}
         self.tables = training_tables(_betas(schedule))
         channels = self.model.config.out_channels
@@ -141,14 +142,12 @@ def _betas(schedule: dict[str, Any]) -> torch.Tensor:
                       beta_start=schedule.get("beta_start", 0.0001), beta_end=schedule.get("beta_end", 0.02))
 
 
-def _check_size(size: int, image_size: int, model: torch.nn.Module, *, fine_tuning: bool) -> None:
-    """The training size must be the fine-tuned model's own, and divisible by the UNet's downsampling."""
+def _check_size(size: int, image_size: int, model: torch.nn.Module, *, fine_tuning: bool, given: bool) -> None:
+    """The training size must be the fine-tuned model's own, and one the UNet can make (pixel_model's rule)."""
     if fine_tuning and size != image_size:
         raise UserError(f"--size {size} differs from the model's image size {image_size}; omit --size to train "
                         "at the model's size")
-    factor = 2 ** (len(model.config.block_out_channels) - 1)
-    if size % factor:
-        raise UserError(f"--size {size} is not a multiple of {factor}, the UNet's downsampling factor")
+    check_makeable_size(model, size, what="--size" if given else "the model's size")
 
 
 def schedule_of(cfg: UnconditionalConfig) -> dict[str, Any]:

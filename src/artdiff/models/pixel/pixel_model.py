@@ -32,6 +32,24 @@ NEEDS_FLAGS = ("pass its flags with --flags \"--image_size 256 --num_channels 12
                "DIFFUSION_FLAGS of its README), a YAML model_config file, or a preset name: " + ", ".join(PRESETS))
 
 
+def size_multiple(unet: Any) -> int:
+    """2^(levels - 1): a UNet2DModel halves the image once per level but the last, so sides must divide by it."""
+    return 2 ** (len(unet.config.block_out_channels) - 1)
+
+
+def check_makeable_size(unet: Any, side: int, *, what: str = "size") -> None:
+    """Refuse, in one line, a side this UNet2DModel cannot make: a multiple of size_multiple(unet), at least it.
+
+    The network is convolutional, so any such side works, not only the one it was trained at.
+    """
+    factor = size_multiple(unet)
+    if side < factor or side % factor:
+        low = max(factor, side // factor * factor)
+        nearby = f"{low} or {low + factor}" if low != side else f"{low + factor}"
+        raise UserError(f"{what} {side}: this model makes sizes that are multiples of {factor} px (it halves the "
+                        f"image {factor.bit_length() - 1} times), e.g. {nearby}")
+
+
 @dataclass
 class PixelModel:
     """A loaded pixel model: the network, what its artdiff.json says, and a short hash for infotext."""
