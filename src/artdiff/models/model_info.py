@@ -92,7 +92,8 @@ def _pixel_checks(extra: dict[str, Any]) -> list[tuple[bool, str]]:
         (_whole(size, 1, 16384), f"image_size {size!r} is not a whole number from 1 to 16,384"),
         (variance in VARIANCES, f"variance {variance!r} is not one of {', '.join(VARIANCES)}"),
         (isinstance(rescale, bool), f"rescale_timesteps {rescale!r} is not true or false"),
-        (isinstance(pixel_range, list) and len(pixel_range) == 2
-         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pixel_range)
-         and pixel_range[0] < pixel_range[1], f"pixel_range {pixel_range!r} is not [low, high]"),
+        # Every sampler and trainer maps pixels to and from [-1, 1] (the OpenAI codebases' range); a model that
+        # claims another range would be read wrongly, so it is refused rather than recorded and ignored.
+        (pixel_range == [-1, 1] and not any(isinstance(v, bool) for v in pixel_range),
+         f"pixel_range {pixel_range!r} is not supported; artdiff pixel models work in [-1, 1]"),
     ]

@@ -15,12 +15,20 @@ def test_pixel_model_info_round_trips(tmp_path):
     assert read_model_info(tmp_path) == info and info.conditioning == {"type": "class-label", "num_classes": 1000}
 
 
+def test_pixel_range_minus_one_to_one_is_read(tmp_path):
+    data = {**pixel_model_info(parse_flags("--image_size 64")).to_dict(), "pixel_range": [-1.0, 1.0]}
+    (tmp_path / "artdiff.json").write_text(json.dumps(data))
+    assert read_model_info(tmp_path).extra["pixel_range"] == [-1, 1]
+
+
 @pytest.mark.parametrize("change,message", [
     ({"conditioning": {"type": "class-label", "num_classes": 0}}, "num_classes 0"),
     ({"variance": "learned"}, "variance 'learned' is not one of learned_range"),
     ({"image_size": "64"}, "image_size '64'"),
     ({"rescale_timesteps": "yes"}, "rescale_timesteps 'yes'"),
     ({"pixel_range": [1, -1]}, "pixel_range [1, -1]"),
+    ({"pixel_range": [0, 1]}, "pixel_range [0, 1] is not supported; artdiff pixel models work in [-1, 1]"),
+    ({"pixel_range": [-1.0, 2]}, "pixel_range [-1.0, 2] is not supported"),
 ])
 def test_damaged_pixel_fields_are_one_line(tmp_path, change, message):
     data = {**pixel_model_info(parse_flags("--image_size 64")).to_dict(), **change}
