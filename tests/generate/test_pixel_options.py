@@ -114,3 +114,16 @@ def test_model_kind_tells_openai_unets_by_their_key_names(tmp_path):
     assert model_kind(str(tmp_path / "sd.safetensors"), flags="lsun-uncond-256") == "unconditional"  # flags say so
     (tmp_path / "notes.pt").write_bytes(b"not a pickle")
     assert not is_openai_unet(tmp_path / "notes.pt")
+
+
+def test_every_suffix_and_wrapper_the_loader_takes_is_a_pixel_model(tmp_path):
+    # the loader (models/pixel/openai_checkpoint) also reads .ckpt/.bin and these wrappers; generate must agree
+    for name in ("g.ckpt", "g.bin"):
+        torch.save(OPENAI_KEYS, tmp_path / name)
+        assert model_kind(str(tmp_path / name), flags="lsun-uncond-256") == "unconditional", name
+        assert model_kind(str(tmp_path / name)) == "unconditional", name
+    for wrapper in ("ema_model", "model_state_dict"):
+        torch.save({wrapper: OPENAI_KEYS, "step": 3}, tmp_path / f"{wrapper}.pt")
+        assert model_kind(str(tmp_path / f"{wrapper}.pt")) == "unconditional", wrapper
+    torch.save({f"module.{k}": v for k, v in OPENAI_KEYS.items()}, tmp_path / "ddp.pt")  # the loader strips module.
+    assert is_openai_unet(tmp_path / "ddp.pt")

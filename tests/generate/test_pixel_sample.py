@@ -52,6 +52,15 @@ def test_every_sampler_runs(sampler):
     assert len(steps) == 3
 
 
+def test_a_model_without_a_variance_samples_with_fixed_large_as_it_loads():
+    unet, plain = tiny_unet(learned=False), info(variance="fixed_large")
+    plain.extra.pop("variance")  # PixelModel.variance, model_info and training read a missing one as fixed_large
+    unset = sample_pixels(unet, plain, seeds=[1], sampler="ddpm", respacing="8")
+    large = sample_pixels(unet, info(variance="fixed_large"), seeds=[1], sampler="ddpm", respacing="8")
+    small = sample_pixels(unet, info(variance="fixed_small"), seeds=[1], sampler="ddpm", respacing="8")
+    assert torch.equal(unset, large) and not torch.equal(unset, small)
+
+
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
 def test_fixed_variance_models_sample_with_their_variance(variance):
     unet = tiny_unet(learned=False)

@@ -15,12 +15,13 @@ from artdiff.generate.options import (
     GenerateResult,
 )
 from artdiff.models import factory
+from artdiff.models.pixel.openai_checkpoint import SUFFIXES as PIXEL_FILE_SUFFIXES
+from artdiff.models.pixel.openai_checkpoint import WRAPPERS
 from artdiff.models.single_file import is_checkpoint_file
 from artdiff.models.stable_diffusion import is_stable_diffusion
 
 ADAPTER_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 SMALL_FILE = 256 * 2**20  # a LoRA or embedding; full checkpoints are gigabytes and not opened to look
-PIXEL_FILE_SUFFIXES = (".pt", ".pth", ".safetensors")  # how improved/guided-diffusion and their fine-tunes ship
 # Keys only improved/guided-diffusion's UNet has at the top level (SD checkpoints nest theirs under
 # model.diffusion_model.), spec: checkpoint-formats.md §3.2
 OPENAI_UNET_KEYS = ("time_embed.0.weight", "input_blocks.0.0.weight")
@@ -123,10 +124,16 @@ def is_openai_unet(path: Path) -> bool:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # unreadable or needing code: the loader that takes the file gives the one-line reason
         return False
-    for wrapper in ("state_dict", "model", "ema"):  # training scripts' wrappers around the state dict
-        if isinstance(data, dict) and isinstance(data.get(wrapper), dict):
+    for wrapper in WRAPPERS:  # training scripts' wrappers, unwrapped as the loader unwraps them
+        if isinstance(data, dict) and not any(torch.is_tensor(v) for v in data.values()) \
+                and isinstance(data.get(wrapper), dict):
             data = data[wrapper]
-    return isinstance(data, dict) and all(key in data for key in OPENAI_UNET_KEYS)
+    if not isinstance(data, dict):
+        return False
+    keys = [str(key) for key in data]
+    if keys and all(key.startswith("module.") for key in keys):  # saved from DistributedDataParallel
+        keys = [key[len("module."):] for key in keys]
+    return all(key in keys for key in OPENAI_UNET_KEYS)
 
 
 # What each pixel-only option is, and what embedding and Stable Diffusion models offer instead.

@@ -25,6 +25,9 @@ from artdiff.generate.sampling_guards import check_finite
 from artdiff.models.model_info import ModelInfo
 from artdiff.utils import memory
 
+# artdiff.json without "variance": improved-diffusion's default (learn_sigma and sigma_small off), as
+# PixelModel.variance, model_info and training read it
+DEFAULT_VARIANCE = "fixed_large"
 DDPM_VARIANCE = {"learned_range": "learned", "fixed_small": "fixed_small", "fixed_large": "fixed_large"}
 
 
@@ -45,7 +48,7 @@ def make_pixel_denoiser(unet: torch.nn.Module, info: ModelInfo) -> DiscreteDenoi
                            beta_start=schedule.get("beta_start", 1e-4), beta_end=schedule.get("beta_end", 0.02))
     except ValueError as error:
         raise UserError(f"the model's schedule (artdiff.json) cannot be sampled: {error}") from None
-    variance = _field(info, "variance", "fixed_small")
+    variance = _field(info, "variance", DEFAULT_VARIANCE)
     learned = variance == "learned_range"
     channels = unet.config.in_channels
     if unet.config.out_channels != channels * (2 if learned else 1):
@@ -183,7 +186,7 @@ def sample_pixels(unet: torch.nn.Module, info: ModelInfo, *, seeds: list[int], s
         model_fn, variance_fn = clamp_denoised(model_fn), clamp_denoised(variance_fn)
     options: dict = {"eta": eta} if sampler in ("ddim", "euler_a") else {}
     if sampler == "ddpm":
-        variance = DDPM_VARIANCE[_field(info, "variance", "fixed_small")]
+        variance = DDPM_VARIANCE[_field(info, "variance", DEFAULT_VARIANCE)]
         options = {"variance": variance, "variance_fn": variance_fn if variance == "learned" else None}
     try:
         x = SAMPLERS[sampler](model_fn, x, sigmas.to(device=unet.device), generator=generators, callback=callback,
