@@ -8,31 +8,24 @@ import torch
 
 from artdiff.core.respacing import learned_range_log_variance, respaced_diffusion, space_timesteps
 from artdiff.core.schedules import alphas_cumprod, ddpm_betas
+from openai_reference import linear_betas, spaced_process
 
 T = 1000
 COUNTS = (25, 50, 100, 150, 250, 500, 1000)  # clip-diffusion-art's --sampling: these and ddim of each
 
 
-def linear_betas() -> np.ndarray:
-    """improved-diffusion's linear schedule for T = 1000, in numpy float64 (an independent construction)."""
-    return np.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=np.float64)
+# improved-diffusion's names for the tables, in tests/openai_reference.py's spaced_process (its own construction).
+REFERENCE_NAMES = {"betas": "betas", "alphas_cumprod": "abar", "alphas_cumprod_prev": "abar_prev",
+                   "posterior_log_variance_clipped": "log_clipped", "posterior_mean_coef1": "coef1",
+                   "posterior_mean_coef2": "coef2"}
 
 
-def reference_tables(betas: np.ndarray, kept: list[int]) -> dict[str, np.ndarray]:
-    """The respaced process from first principles: a kept step's alpha is the product of the alphas it spans."""
-    alphas = 1 - betas
-    new_betas, previous = [], -1
-    for t in kept:
-        new_betas.append(1 - np.prod(alphas[previous + 1:t + 1]))
-        previous = t
-    b = np.array(new_betas)
-    abar = np.cumprod(1 - b)
-    abar_prev = np.concatenate([[1.0], abar[:-1]])
-    variance = b * (1 - abar_prev) / (1 - abar)
-    return {"betas": b, "alphas_cumprod": abar, "alphas_cumprod_prev": abar_prev, "posterior_variance": variance,
-            "posterior_log_variance_clipped": np.log(np.concatenate([[variance[1]], variance[1:]])),
-            "posterior_mean_coef1": b * np.sqrt(abar_prev) / (1 - abar),
-            "posterior_mean_coef2": (1 - abar_prev) * np.sqrt(1 - b) / (1 - abar)}
+def reference_tables(kept: list[int]) -> dict[str, np.ndarray]:
+    """The respaced tables of the shared float64 reference, with beta-tilde (0 at the first kept step)."""
+    process = spaced_process(linear_betas(T), kept)
+    tables = {name: process[key] for name, key in REFERENCE_NAMES.items()}
+    tables["posterior_variance"] = np.concatenate([[0.0], np.exp(process["log_clipped"][1:])])
+    return tables
 
 
 def expected_timesteps(choice: str) -> list[int]:
@@ -53,7 +46,7 @@ def test_the_sampling_choices_keep_improved_diffusions_timesteps_and_tables(choi
     assert len(kept) == int(choice.removeprefix("ddim")) and kept[0] == 0
     spaced = respaced_diffusion(alphas_cumprod(ddpm_betas("linear", beta_start=1e-4, beta_end=0.02)), kept)
     assert spaced.timestep_map.tolist() == kept and spaced.timestep_map.dtype == torch.long
-    for name, expected in reference_tables(linear_betas(), kept).items():
+    for name, expected in reference_tables(kept).items():
         got = getattr(spaced, name).numpy()
         assert got.dtype == np.float64
         assert np.allclose(got, expected, rtol=1e-9, atol=0), name

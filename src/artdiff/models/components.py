@@ -24,9 +24,10 @@ from artdiff.errors import UserError
 from artdiff.models import factory
 from artdiff.models.model_info import ModelInfo
 from artdiff.utils.assets import ASSETS
+from artdiff.utils.dtypes import DTYPES
 
 COMPONENTS = {"encoder": "joint-encoder"}  # part name -> the kind its folder's artdiff.json must declare
-PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+PRECISIONS = DTYPES  # the names --precision accepts
 ASSET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 

@@ -23,6 +23,7 @@ from artdiff.errors import UserError
 from artdiff.generate.pixel_sample import sample_pixels
 from artdiff.models import factory
 from artdiff.models.model_info import ModelInfo
+from artdiff.models.pixel.openai_unet_config import schedule_of
 from artdiff.models.pixel.pixel_model import check_makeable_size
 from artdiff.train.loop import LoopResult, run_training
 from artdiff.train.timestep_sampler import make_timestep_sampler
@@ -150,20 +151,10 @@ def _check_size(size: int, image_size: int, model: torch.nn.Module, *, fine_tuni
     check_makeable_size(model, size, what="--size" if given else "the model's size")
 
 
-def schedule_of(cfg: UnconditionalConfig) -> dict[str, Any]:
-    """The from-scratch schedule: improved-diffusion's linear betas scaled by 1000 / T, or the cosine."""
-    steps = cfg.diffusion_steps
-    if cfg.noise_schedule == "cosine":
-        return {"type": "discrete", "beta_schedule": "squaredcos_cap_v2", "num_train_timesteps": steps}
-    scale = 1000 / steps
-    return {"type": "discrete", "beta_schedule": "linear", "beta_start": 0.0001 * scale, "beta_end": 0.02 * scale,
-            "num_train_timesteps": steps}
-
-
 def fresh_model_info(cfg: UnconditionalConfig, image_size: int) -> ModelInfo:
     """artdiff.json of a model trained from scratch with an own preset (the kind `unconditional` contract)."""
     return ModelInfo(kind="unconditional", parameterization="x0" if cfg.predict_xstart else "eps",
-                     schedule=schedule_of(cfg), conditioning={"type": "none"},
+                     schedule=schedule_of(cfg.noise_schedule, cfg.diffusion_steps), conditioning={"type": "none"},
                      extra={"image_size": image_size,
                             "variance": "learned_range" if cfg.learn_sigma else "fixed_large",
                             "rescale_timesteps": cfg.rescale_timesteps, "pixel_range": [-1, 1]})

@@ -93,14 +93,18 @@ def unet2d_config(flags: OpenAIFlags) -> dict[str, Any]:
     }
 
 
-def schedule_of(flags: OpenAIFlags) -> dict[str, Any]:
-    """The betas as diffusers names them: linear 1e-4..0.02 scaled by 1000/T (gaussian_diffusion.py), or cosine."""
-    steps = flags.diffusion_steps
-    if flags.noise_schedule == "cosine":  # Nichol & Dhariwal's alpha-bar cosine, betas capped at 0.999
-        return {"type": "discrete", "beta_schedule": "squaredcos_cap_v2", "num_train_timesteps": steps}
-    scale = 1000 / steps
+def schedule_of(noise_schedule: str, diffusion_steps: int) -> dict[str, Any]:
+    """The betas as diffusers names them: linear 1e-4..0.02 scaled by 1000/T (gaussian_diffusion.py), or cosine.
+
+    Converted files (their flags) and models trained from scratch (their options) both record it through here.
+    """
+    if noise_schedule == "cosine":  # Nichol & Dhariwal's alpha-bar cosine, betas capped at 0.999
+        return {"type": "discrete", "beta_schedule": "squaredcos_cap_v2", "num_train_timesteps": diffusion_steps}
+    if noise_schedule != "linear":
+        raise UserError(f"noise schedule {noise_schedule!r} is not linear or cosine")
+    scale = 1000 / diffusion_steps
     return {"type": "discrete", "beta_schedule": "linear", "beta_start": scale * 0.0001, "beta_end": scale * 0.02,
-            "num_train_timesteps": steps}
+            "num_train_timesteps": diffusion_steps}
 
 
 def variance_of(flags: OpenAIFlags) -> str:
@@ -124,4 +128,5 @@ def pixel_model_info(flags: OpenAIFlags, *, source: dict[str, Any] | None = None
     if source is not None:
         extra["source"] = {"format": flags.codebase, **source, "flags": flags.to_dict()}
     return ModelInfo(kind="unconditional", parameterization="x0" if flags.predict_xstart else "eps",
-                     schedule=schedule_of(flags), conditioning=conditioning, recipe=recipe, extra=extra)
+                     schedule=schedule_of(flags.noise_schedule, flags.diffusion_steps), conditioning=conditioning,
+                     recipe=recipe, extra=extra)

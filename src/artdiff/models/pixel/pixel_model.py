@@ -25,9 +25,9 @@ from artdiff.models.pixel.openai_checkpoint import (
     read_openai_state_dict,
 )
 from artdiff.models.pixel.openai_flags import PRESETS, OpenAIFlags, parse_flags, pixel_model_info
+from artdiff.utils.dtypes import DTYPES
 from artdiff.utils.hashing import weights_hash
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 NEEDS_FLAGS = ("pass its flags with --flags \"--image_size 256 --num_channels 128 ...\" (the MODEL_FLAGS and "
                "DIFFUSION_FLAGS of its README), a YAML model_config file, or a preset name: " + ", ".join(PRESETS))
 
