@@ -1,5 +1,6 @@
 """Judging an unconditional pixel model: style shares, FD-judge beside its real-vs-real baseline, and the bars."""
 
+import functools
 import json
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 import artdiff.evaluate.pixel_eval as pixel_eval
 from artdiff.cli.main import main
 from artdiff.data.synthetic_labels import STYLES
+from artdiff.errors import UserError
 from artdiff.evaluate.judge_eval import load_checked_judge
 from artdiff.evaluate.model_eval import REAL_SEED, real_images
 from artdiff.evaluate.pixel_eval import PixelEvalConfig, as_uint8, evaluate_pixel_model, style_shares
@@ -35,6 +37,7 @@ def test_a_tiny_model_gets_a_complete_deterministic_report(model):
     assert report["bars"] == {"every style >= 6%": report["min_style"]["share"] >= 0.06,
                               "FD ratio <= 2": report["fd"]["ratio"] <= 2}
     assert report["settings"]["image_size"] == 16 and report["settings"]["real_seed"] == REAL_SEED
+    assert report["bars_meaningful"] is False and report["passed"] is None  # 6 samples judge nothing
     again = evaluate_pixel_model(cfg).to_json()
     assert (again["style_shares"], again["fd"]) == (report["style_shares"], report["fd"])  # fixed seeds
 
@@ -45,13 +48,27 @@ def test_real_images_pass_the_bars_and_one_repeated_image_fails_them(model, monk
     (At this 16 px the judge confuses some styles, so only the FD bar is asked of the real images.)
     """
     fresh, _ = real_images(64, 16, seed=REAL_SEED + 7)
-    monkeypatch.setattr(pixel_eval, "sample_set", lambda model, cfg: (fresh[:cfg.samples], 1.0))
+    monkeypatch.setattr(pixel_eval, "real_images", functools.cache(real_images))  # both runs' real set drawn once
+    monkeypatch.setattr(pixel_eval, "sample_set", lambda model, cfg, plan: (fresh[:cfg.samples], 1.0))
     good = evaluate_pixel_model(PixelEvalConfig(model=str(model), samples=64)).to_json()
     assert 0.5 < good["fd"]["ratio"] < 1.6 and good["bars"]["FD ratio <= 2"] and good["min_style"]["share"] > 0
-    monkeypatch.setattr(pixel_eval, "sample_set", lambda model, cfg: (fresh[:1].repeat(cfg.samples, 1, 1, 1), 1.0))
+    assert good["bars_meaningful"] is True and good["passed"] is all(good["bars"].values())
+    monkeypatch.setattr(pixel_eval, "sample_set", lambda model, cfg, plan: (fresh[:1].repeat(cfg.samples, 1, 1, 1), 1.0))
     collapsed = evaluate_pixel_model(PixelEvalConfig(model=str(model), samples=64)).to_json()
     assert collapsed["min_style"]["share"] == 0 and max(collapsed["style_shares"].values()) == 1
     assert collapsed["fd"]["ratio"] > 2 and collapsed["bars"] == {"every style >= 6%": False, "FD ratio <= 2": False}
+
+
+def test_sampling_options_are_resolved_and_checked_as_generate_does(model, capsys):
+    with pytest.raises(ValueError, match="--eta changes only ddim and euler_a steps, not ddpm"):
+        PixelEvalConfig(model=str(model), sampler="ddpm", eta=0.5)
+    with pytest.raises(UserError, match=r"--steps 7 and --respacing ddim5 \(5 steps\) disagree"):
+        evaluate_pixel_model(PixelEvalConfig(model=str(model), samples=2, respacing="ddim5", steps=7))
+    assert main(["evaluate", "--model", str(model), "--samples", "2", "--respacing", "ddim5", "--steps", "7"]) == 2
+    assert "disagree" in capsys.readouterr().err
+    settings = evaluate_pixel_model(PixelEvalConfig(model=str(model), samples=2, respacing="2")).to_json()["settings"]
+    # the steps --respacing keeps are the ones recorded, and N picks ddpm as in generate
+    assert (settings["sampler"], settings["steps"], len(settings["timesteps"]), settings["eta"]) == ("ddpm", 2, 2, None)
 
 
 def test_style_shares_count_the_judges_labels():
@@ -70,6 +87,7 @@ def test_cli_reports_the_bars_and_refuses_options_of_the_other_kind(model, capsy
     assert main(["evaluate", "--model", str(model), "--samples", "4", "--steps", "1"]) == 0
     text = capsys.readouterr().out
     assert "rarest style:" in text and "bar every style >= 6%: " in text and "ratio" in text
+    assert "the bars are not meaningful at 4 samples: judge them with --samples 64 or more" in text
     assert main(["evaluate", "--model", str(model), "--cfg", "3"]) == 2
     assert "--cfg applies to embedding-ldm models" in capsys.readouterr().err
     assert main(["evaluate", "--samples", "8"]) == 2  # the shipped model is an embedding model

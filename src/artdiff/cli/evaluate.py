@@ -15,13 +15,16 @@ def add_parser(subparsers: argparse._SubParsersAction, argv: list[str] | None = 
                     "prompted (text adherence, image-prompt consistency, FD-judge beside its real-vs-real baseline, "
                     "diversity, images/s); an unconditional pixel model is sampled at fixed seeds (the share of "
                     "each of the 8 styles, FD-judge beside its baseline, images/s) and checked against its bars: "
-                    "every style >= 6% of the samples, FD ratio <= 2.")
+                    "every style >= 6% of the samples, FD ratio <= 2 (judged from 64 samples up; fewer are "
+                    "reported but not judged).")
     parser.add_argument("--model", default=None,
                         help="embedding-ldm (default: the shipped one) or unconditional pixel model directory")
     parser.add_argument("--judge", dest="model_judge", default=None, metavar="DIR", help="judge folder")
-    parser.add_argument("--steps", type=int, default=50, help="sampling steps")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default 50; pixel models with --respacing: the steps it keeps)")
     parser.add_argument("--sampler", default=None,
-                        help="sampler (default: dpm++2m for embedding models, ddim for pixel models)")
+                        help="sampler (default: dpm++2m for embedding models; pixel models: ddim, or ddpm for "
+                             "--respacing N or A,B,C, as in `artdiff generate`)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     embedding = parser.add_argument_group("embedding-ldm models")
     embedding.add_argument("--prompts", default=None, metavar="FILE.jsonl",
@@ -33,8 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction, argv: list[str] | None = 
     embedding.add_argument("--cfg", type=float, default=None, help="guidance scale (default 3)")
     pixel = parser.add_argument_group("unconditional pixel models")
     pixel.add_argument("--samples", type=int, default=None, help="samples to judge (default 512)")
-    pixel.add_argument("--respacing", default=None, help="improved-diffusion timestep respacing, e.g. ddim50 or 250")
-    pixel.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0)")
+    pixel.add_argument("--respacing", default=None, help="improved-diffusion timestep respacing, e.g. ddim50 or 250 "
+                                                         "(it sets the step count)")
+    pixel.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0; ddim only)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable result as JSON")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     targets = parser.add_subparsers(dest="target", metavar="TARGET", title="targets")
@@ -92,11 +96,10 @@ def _evaluate_model(args: argparse.Namespace) -> int:
         return _evaluate_pixel_model(args)
     from artdiff.evaluate.model_eval import ModelEvalConfig, evaluate_model
 
-    given = {name: getattr(args, name) for name in ("samples_per_prompt", "image_prompts", "cfg", "sampler")
+    given = {name: getattr(args, name) for name in ("samples_per_prompt", "image_prompts", "cfg", "sampler", "steps")
              if getattr(args, name) is not None}
     cfg = ModelEvalConfig(model=args.model, prompts=Path(args.prompts) if args.prompts else None,
-                          judge=Path(args.model_judge) if args.model_judge else None, steps=args.steps,
-                          seed=args.seed, **given)
+                          judge=Path(args.model_judge) if args.model_judge else None, seed=args.seed, **given)
     report = evaluate_model(cfg).to_json()
     if args.json:
         print(json.dumps(report, indent=2))
@@ -123,13 +126,13 @@ def _is_pixel_model(model: str | None) -> bool:
 def _evaluate_pixel_model(args: argparse.Namespace) -> int:
     from artdiff.evaluate.pixel_eval import PixelEvalConfig, evaluate_pixel_model
 
-    given = {name: getattr(args, name) for name in ("samples", "respacing", "eta", "sampler")
+    given = {name: getattr(args, name) for name in ("samples", "respacing", "eta", "sampler", "steps")
              if getattr(args, name) is not None}
     from artdiff.errors import UserError
 
     try:
         cfg = PixelEvalConfig(model=args.model, judge=Path(args.model_judge) if args.model_judge else None,
-                              steps=args.steps, seed=args.seed, **given)
+                              seed=args.seed, **given)
     except ValueError as error:  # a config's own check: the user's option, not a bug
         raise UserError(str(error)) from None
     report = evaluate_pixel_model(cfg)
@@ -150,6 +153,11 @@ def pixel_report_lines(report: dict) -> list[str]:
              f"FD-judge: {fd['fd_judge']:.4f} vs real-vs-real {fd['real_vs_real']:.4f} (ratio {fd['ratio']:.2f})",
              f"images/s: {report['images_per_s']:.3f}"]
     lines += [f"bar {name}: {'holds' if held else 'FAILS'}" for name, held in report["bars"].items()]
+    if not report["bars_meaningful"]:
+        from artdiff.evaluate.pixel_eval import MIN_BAR_SAMPLES
+
+        lines.append(f"the bars are not meaningful at {report['samples']} samples: judge them with --samples "
+                     f"{MIN_BAR_SAMPLES} or more")
     return lines
 
 
