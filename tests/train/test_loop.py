@@ -53,6 +53,27 @@ def test_a_bad_step_is_skipped_and_counted(tmp_path):
     assert result.skipped_steps == 1 and result.steps == 8 and torch.isfinite(torch.tensor(result.final_loss))
 
 
+class NanGradientTask(ToyTask):
+    """A finite loss whose gradient is NaN at one call: sqrt(0 * w) is 0, its derivative 0 * inf."""
+
+    def __init__(self, bad_call: int) -> None:
+        super().__init__()
+        self.bad_call = bad_call
+
+    def loss(self, model, batch, seeds, step_index):
+        call = self.calls
+        loss = super().loss(model, batch, seeds, step_index)
+        if call == self.bad_call:
+            loss = loss + torch.sqrt(model[0].weight.sum() * 0)
+        return loss
+
+
+def test_a_step_with_a_non_finite_gradient_but_finite_loss_is_skipped(tmp_path):
+    result = run_training(config(tmp_path / "run"), NanGradientTask(bad_call=2))
+    assert result.skipped_steps == 1 and result.steps == 8
+    assert all(torch.isfinite(value).all() for value in weights(result).values())
+
+
 def test_divergence_stops_with_the_last_good_checkpoint(tmp_path):
     with pytest.raises(UserError, match="diverged: 3 non-finite steps"):
         run_training(config(tmp_path / "run", nan_patience=3), ToyTask(nan_at=set(range(4, 100))))

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from artdiff.core.respacing import learned_range_log_variance
 from artdiff.core.step_checks import checked_sampler
 
 ModelFn = Callable[..., torch.Tensor]
@@ -228,9 +227,12 @@ def sample_ddpm(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, gen
             elif variance == "fixed_large":
                 std = math.sqrt(beta)
             else:
-                # beta and beta-tilde of this step: those of the respaced process when the sigmas skip timesteps
-                log_variance = learned_range_log_variance(v, math.log(beta), math.log(small))
-                std = log_variance.mul(0.5).exp().to(x.dtype)
+                # beta and beta-tilde of this step: those of the respaced process when the sigmas skip timesteps.
+                # std = exp(log_var / 2) with log_var = log small + (v + 1) / 2 (log beta - log small), evaluated
+                # with the two logs as Python floats and in place in x's dtype: a float64 copy of the whole
+                # (B, C, H, W) output made DDPM at batch 8 slower than diffusers (relative change 1.5e-7)
+                log_beta, log_small = math.log(beta), math.log(small)
+                std = v.to(x.dtype).add(1).mul_(0.25 * (log_beta - log_small)).exp_().mul_(math.exp(0.5 * log_small))
             x = x + noise_like(x, generator) * (std / math.sqrt(a_next))
         _report(callback, i, sigma, x, denoised)
     return x

@@ -209,13 +209,22 @@ def _one_step(cfg: LoopConfig, task: TrainTask, model: torch.nn.Module, optimize
         total += loss.detach() / cfg.grad_accum
     mean_loss = float(accelerator.reduce(total, reduction="mean"))
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    finite = math.isfinite(mean_loss) and all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+    finite = math.isfinite(mean_loss) and _gradients_finite(params)
     if finite:
         if cfg.grad_clip > 0:
             accelerator.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return mean_loss if finite else float("nan")
+
+
+def _gradients_finite(params: list[torch.nn.Parameter]) -> bool:
+    """Whether every gradient is finite, read with one synchronisation: a NaN or inf makes the total norm non-finite.
+
+    Asking each parameter's `isfinite(...).all()` synchronised once per tensor, 80 ms of a 64 px pixel model's step.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or math.isfinite(float(torch.nn.utils.get_total_norm(grads)))
 
 
 def _check_tracker(report_to: str) -> None:
