@@ -78,6 +78,7 @@ def test_fine_tuning_starts_from_the_model_and_keeps_its_fields(trained, data, t
     result = train_unconditional(config(data, tmp_path / "tune", init=str(source)))
     tuned = read_model_info(result.model_dir)
     assert tuned.extra["source"]["format"] == "improved-diffusion" and tuned.recipe["init"] == str(source)
+    assert tuned.recipe["rescale_learned_sigmas"] is False  # resolved from the source's flags, not left None
     assert any(not torch.equal(v, start[k]) for k, v in weights(result.model_dir).items())
 
 
@@ -110,6 +111,9 @@ def test_bad_inputs_are_one_line(trained, data, tmp_path, capsys):
     assert "--preset 'pixel-huge' is not one of pixel-tiny" in capsys.readouterr().err
     assert main([*argv, "--preset", "pixel-tiny", "--size", "17"]) == 2
     assert "--size 17: this model makes sizes that are multiples of 2 px" in capsys.readouterr().err
+    assert main([*argv, "--preset", "openai-256-uncond", "--noise-schedule", "cosine"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--noise-schedule: --preset openai-256-uncond brings its own diffusion" in err and len(err.splitlines()) == 1
 
 
 def test_bf16_with_gradient_checkpointing_trains(data, tmp_path):
@@ -134,6 +138,18 @@ def test_the_16gb_recipe_is_a_named_config(data, tmp_path, monkeypatch, capsys):
     assert main([*argv, "--config", "clip-diffusion-art-8gb"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no shipped recipe of that name (recipes: clip-diffusion-art-16gb" in err and len(err.splitlines()) == 1
+
+
+def test_the_16gb_recipe_names_the_converter_of_its_models_codebase():
+    from pathlib import Path
+
+    import artdiff
+    from artdiff.models.pixel.openai_flags import PRESETS
+
+    recipe = Path(artdiff.__file__).parent / "assets" / "recipes" / "clip-diffusion-art-16gb.yaml"
+    text = recipe.read_text()
+    assert "--flags lsun-uncond-256" in text and "artdiff convert improved-diffusion" in text
+    assert PRESETS["lsun-uncond-256"].codebase == "improved-diffusion" and "convert guided-diffusion" not in text
 
 
 def test_a_published_architecture_by_name(data, tmp_path):
@@ -165,3 +181,36 @@ def test_fine_tuning_an_original_openai_file_with_its_flags(data, tmp_path):
     info = read_model_info(train_unconditional(cfg).model_dir)
     assert info.extra["source"]["format"] == "guided-diffusion" and len(info.extra["source"]["sha256"]) == 64
     assert info.recipe["flags"] == flags
+
+
+@pytest.mark.parametrize("option,flag", [({"noise_schedule": "cosine"}, "--noise-schedule"),
+                                         ({"diffusion_steps": 50}, "--diffusion-steps"),
+                                         ({"learn_sigma": False}, "--learn-sigma"),
+                                         ({"predict_xstart": True}, "--predict-xstart"),
+                                         ({"rescale_timesteps": True}, "--rescale-timesteps")])
+@pytest.mark.parametrize("start", [{"preset": "lsun-uncond-256"}, {"init": "some-model"}])
+def test_from_scratch_diffusion_options_are_refused_where_the_model_brings_its_own(data, tmp_path, option, flag,
+                                                                                   start):
+    with pytest.raises(ValueError) as caught:  # check_all's; the CLI prints it as one line
+        config(data, tmp_path / "run", **start, **option)
+    message = str(caught.value)
+    assert message.startswith(f"{flag}: ") and "pixel-* preset" in message and "\n" not in message
+    config(data, tmp_path / "run", **option)  # a pixel-* preset from scratch takes them
+
+
+def test_rescale_learned_sigmas_defaults_to_the_starting_models_flags(trained, data, tmp_path):
+    from artdiff.models.model_info import ModelInfo
+    from artdiff.train.unconditional import _rescales_learned_sigmas
+
+    source = tmp_path / "converted"
+    shutil.copytree(trained.model_dir, source)
+    info = json.loads((source / "artdiff.json").read_text())
+    info["source"] = {"format": "clip-diffusion-art", "file": "x.pt", "flags": {"rescale_learned_sigmas": True}}
+    (source / "artdiff.json").write_text(json.dumps(info))
+    assert UnconditionalTask(config(data, tmp_path / "a", init=str(source))).cfg.rescale_learned_sigmas is True
+    explicit = UnconditionalTask(config(data, tmp_path / "b", init=str(source), rescale_learned_sigmas=False))
+    assert explicit.cfg.rescale_learned_sigmas is False
+    assert UnconditionalTask(config(data, tmp_path / "c")).cfg.rescale_learned_sigmas is False  # pixel-* preset
+    plain = ModelInfo(kind="unconditional")
+    assert _rescales_learned_sigmas(config(data, tmp_path / "d", preset="clip-diffusion-art-256"), plain) is True
+    assert _rescales_learned_sigmas(config(data, tmp_path / "d", preset="lsun-uncond-256"), plain) is False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ class UnconditionalTask:
                             "see only its share of the losses); use uniform with several processes")
         torch.manual_seed(cfg.seed)
         self.model, self.info = _initial_model(cfg)
+        if cfg.rescale_learned_sigmas is None:  # resolved once, so the run's config.yaml and recipe record it
+            self.cfg = cfg = replace(cfg, rescale_learned_sigmas=_rescales_learned_sigmas(cfg, self.info))
         self.model.train()  # loaders return models in eval mode
         if (self.info.conditioning or {}).get("type", "none") != "none":
             raise UserError(f"{cfg.init} is class-conditional; `artdiff train unconditional` trains models without "
@@ -151,6 +154,18 @@ def _check_size(size: int, image_size: int, model: torch.nn.Module, *, fine_tuni
     check_makeable_size(model, size, what="--size" if given else "the model's size")
 
 
+def _rescales_learned_sigmas(cfg: UnconditionalConfig, info: ModelInfo) -> bool:
+    """The vb weighting the starting model's flags name (a converted or original --init, a published preset), else off."""
+    source = info.extra.get("source")
+    if isinstance(source, dict) and isinstance(source.get("flags"), dict):
+        return bool(source["flags"].get("rescale_learned_sigmas", False))
+    if cfg.init is None and cfg.preset not in OWN_PRESETS:
+        from artdiff.models.pixel.openai_flags import parse_flags
+
+        return parse_flags(cfg.preset).rescale_learned_sigmas
+    return False
+
+
 def fresh_model_info(cfg: UnconditionalConfig, image_size: int) -> ModelInfo:
     """artdiff.json of a model trained from scratch with an own preset (the kind `unconditional` contract)."""
     return ModelInfo(kind="unconditional", parameterization="x0" if cfg.predict_xstart else "eps",
@@ -192,4 +207,5 @@ def _load_init(cfg: UnconditionalConfig) -> tuple[torch.nn.Module, ModelInfo]:
 
 def train_unconditional(cfg: UnconditionalConfig) -> LoopResult:
     """Train (or fine-tune) and write run_dir/model, an `unconditional` model directory."""
-    return run_training(cfg, UnconditionalTask(cfg))
+    task = UnconditionalTask(cfg)
+    return run_training(task.cfg, task)  # the config with rescale_learned_sigmas resolved

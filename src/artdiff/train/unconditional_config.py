@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
 from artdiff.config import check_all, option
 from artdiff.train.loop_config import LoopConfig
-from artdiff.train.unconditional_presets import PRESET_NAMES
+from artdiff.train.unconditional_presets import OWN_PRESETS, PRESET_NAMES
+
+# The diffusion of a model built from a pixel-* preset; --init models and published presets bring their own.
+FROM_SCRATCH = ("learn_sigma", "noise_schedule", "diffusion_steps", "predict_xstart", "rescale_timesteps")
 
 
 @dataclass
@@ -26,14 +29,20 @@ class UnconditionalConfig(LoopConfig):
     flip: bool = option(False, "random horizontal flips (drawn from each example's seed)")
     timestep_sampler: Literal["uniform", "loss-second-moment"] = option(
         "uniform", "how training timesteps are drawn: uniformly, or by improved-diffusion's importance sampler")
-    learn_sigma: bool = option(True, "from scratch (pixel-* presets): learn the variance (learned range, trained by the vb term)")
-    noise_schedule: Literal["linear", "cosine"] = option("linear", "from scratch (pixel-* presets): betas, linear (Ho et al.) or "
-                                                                   "cosine (Nichol & Dhariwal)")
-    diffusion_steps: int = option(1000, "from scratch (pixel-* presets): training timesteps T")
-    predict_xstart: bool = option(False, "from scratch (pixel-* presets): the UNet predicts x0 instead of eps")
-    rescale_timesteps: bool = option(False, "from scratch (pixel-* presets): the UNet sees t * 1000 / T instead of t")
-    rescale_learned_sigmas: bool = option(False, "weight the vb term by T / 1000 (lambda 0.001 for any T; "
-                                                 "no change at T = 1000)")
+    # FROM_SCRATCH: only with a pixel-* preset; --init models and published presets refuse them (see __post_init__)
+    learn_sigma: bool = option(True, "from scratch with a pixel-* preset only: learn the variance (learned range, "
+                                     "trained by the vb term)")
+    noise_schedule: Literal["linear", "cosine"] = option("linear", "from scratch with a pixel-* preset only: betas, "
+                                                                   "linear (Ho et al.) or cosine (Nichol & Dhariwal)")
+    diffusion_steps: int = option(1000, "from scratch with a pixel-* preset only: training timesteps T")
+    predict_xstart: bool = option(False, "from scratch with a pixel-* preset only: the UNet predicts x0 instead of "
+                                         "eps")
+    rescale_timesteps: bool = option(False, "from scratch with a pixel-* preset only: the UNet sees t * 1000 / T "
+                                            "instead of t (--init models and published presets bring their own "
+                                            "diffusion; these options are refused with them)")
+    rescale_learned_sigmas: bool | None = option(None, "weight the vb term by T / 1000 (lambda 0.001 for any T; "
+                                                        "no change at T = 1000); default: as the --init or "
+                                                        "published model's flags say, else off")
     lr: float = option(1e-4, "peak learning rate (AdamW)")
     ema_decay: float = option(0.9999, "EMA of the weights, used for samples and the final model (0 disables)")
     sample_steps: int = option(25, "DDIM steps of the fixed-seed sample grids")
@@ -44,7 +53,14 @@ class UnconditionalConfig(LoopConfig):
         if self.init is not None:
             self.init = str(self.init)
         linear = self.noise_schedule == "linear"
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        ignored = [name for name in FROM_SCRATCH if getattr(self, name) != defaults[name]]
+        own = self.init is None and self.preset in OWN_PRESETS
+        whose = "the --init model" if self.init is not None else f"--preset {self.preset}"
         check_all([
+            (own or not ignored, f"{', '.join('--' + n.replace('_', '-') for n in ignored)}: {whose} brings its "
+                                 "own diffusion (schedule, steps, variance, target, timestep scaling); these options "
+                                 "apply only when training from scratch with a pixel-* preset, so drop them"),
             (self.preset in PRESET_NAMES, f"--preset {self.preset!r} is not one of {', '.join(PRESET_NAMES)}"),
             (self.flags is None or self.init is not None, "--flags describes an original checkpoint: give it with "
                                                           "--init FILE.pt"),
