@@ -162,6 +162,20 @@ def test_an_init_image_with_skipped_steps_is_recorded_and_kept(model, tmp_path):
                                                          target).mean()
 
 
+def test_strength_is_recorded_only_when_it_decides_and_must_agree_with_skip_steps(model, tmp_path, capsys):
+    init = tmp_path / "init.png"
+    Image.new("RGB", (16, 16), (200, 40, 90)).save(init)
+    common = ["-n", "1", "--respacing", "ddim4", "--init-image", str(init)]
+    # 4 - int(4 * 0.75) = 1: the default strength would skip the same step, but --skip-steps alone decided
+    assert generate(model, tmp_path / "skip", *common, "--skip-steps", "1") == 0
+    text = read_parameters(next((tmp_path / "skip").glob("*.png")))
+    assert "Skip steps: 1" in text and "Denoising strength" not in text
+    error = fails(capsys, model, tmp_path, *common, "--skip-steps", "2", "--strength", "0.75")  # the default, given
+    assert "--skip-steps 2 and --strength 0.75 (1 of 4 steps skipped) disagree" in error
+    assert generate(model, tmp_path / "both", *common, "--skip-steps", "1", "--strength", "0.75") == 0
+    assert "Denoising strength: 0.75" in read_parameters(next((tmp_path / "both").glob("*.png")))
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--steps", "7", "--respacing", "ddim5"], "--steps 7 and --respacing ddim5 (5 steps) disagree"),
     (["--respacing", "ddim45"], "--respacing 'ddim45'"),

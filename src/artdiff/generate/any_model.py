@@ -10,6 +10,7 @@ from artdiff.errors import UserError
 from artdiff.generate.options import (
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
+    DEFAULT_STRENGTH,
     PIXEL_OPTIONS,
     GenerateOptions,
     GenerateResult,
@@ -172,7 +173,7 @@ def generate(options: GenerateOptions) -> GenerateResult:
         return generate_unconditional(options)
     if kind in ("stable-diffusion", "embedding-ldm"):
         check_no_pixel_options(options, kind)
-        options = with_defaults(options, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS)
+        options = with_defaults(options, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS, strength=DEFAULT_STRENGTH)
     if kind == "stable-diffusion":
         from artdiff.generate.sd_generate import generate_sd
 

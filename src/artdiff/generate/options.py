@@ -25,6 +25,7 @@ MAX_BATCH = 64
 ETA_SAMPLERS = {"ddim": 0.0, "euler_a": 1.0}  # the samplers with noise, and their default eta (A1111's too)
 DEFAULT_SAMPLER = "dpm++2m"  # embedding and Stable Diffusion models; pixel models resolve theirs (pixel_sampler)
 DEFAULT_STEPS = 50
+DEFAULT_STRENGTH = 0.75  # --strength unset (None): img2img repaints this much, A1111's default
 MAX_CLASSES = 100000  # a sanity bound for --class-label; the model's own class count is checked when it loads
 # improved-diffusion's timestep_respacing: "ddimN", or section counts "N" / "A,B,C" (respace.space_timesteps)
 RESPACING = re.compile(r"ddim[0-9]+|[0-9]+( *, *[0-9]+)*")
@@ -164,8 +165,9 @@ class GenerateOptions:
     width: int | None = option(None, "image width in pixels (Stable Diffusion; a multiple of 8)")
     height: int | None = option(None, "image height in pixels (Stable Diffusion; a multiple of 8)")
     init_image: str | None = option(None, "start from this image (img2img; Stable Diffusion and pixel models)")
-    strength: float = option(0.75, "how much of --init-image to repaint: 0 keeps it, 1 ignores it (pixel models: "
-                                   "--skip-steps is the steps it leaves out, steps - int(steps * strength))")
+    strength: float | None = option(None, "how much of --init-image to repaint: 0 keeps it, 1 ignores it (pixel "
+                                          "models: --skip-steps is the steps it leaves out, steps - int(steps * "
+                                          "strength); give one of the two)", shown_default=str(DEFAULT_STRENGTH))
     respacing: str | None = option(None, "pixel models: improved-diffusion's timestep respacing: ddimN (DDIM on N "
                                          "evenly strided timesteps, e.g. ddim50), N (e.g. 250) or steps per section "
                                          "of the schedule (e.g. 10,10,10); it sets the step count",
@@ -189,7 +191,8 @@ class GenerateOptions:
 
     def __post_init__(self) -> None:
         check_sampling(self)
-        check_number("--strength", self.strength, 0, 1)
+        if self.strength is not None:  # None: DEFAULT_STRENGTH, unless --skip-steps decides (pixel models)
+            check_number("--strength", self.strength, 0, 1)
         check_number("--rescale", self.rescale, 0, 1)
         check_number("--clip-skip", self.clip_skip, 1, 48, whole=True)
         check_number("--skip-steps", self.skip_steps, 0, MAX_STEPS - 1, whole=True)

@@ -21,6 +21,7 @@ from artdiff.errors import UserError
 from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import (
     DEFAULT_STEPS,
+    DEFAULT_STRENGTH,
     GenerateOptions,
     GenerateResult,
     check_eta,
@@ -36,8 +37,6 @@ from artdiff.models.pixel.pixel_model import PixelModel, load_pixel_model
 from artdiff.utils import memory
 from artdiff.utils.images import resize
 from artdiff.utils.pngmeta import infotext, model_display_name, sampling_fields
-
-DEFAULT_STRENGTH = GenerateOptions.__dataclass_fields__["strength"].default
 
 
 @dataclass(frozen=True)
@@ -105,21 +104,24 @@ def plan_sampling(options: GenerateOptions, model: PixelModel) -> PixelPlan:
 def _skip_steps(options: GenerateOptions, steps: int) -> tuple[int, float | None]:
     """--skip-steps, else with --init-image the steps --strength leaves out: steps - int(steps * strength).
 
-    Returns the skipped steps and the strength they come from (None when --skip-steps alone decides).
+    Returns the skipped steps and the strength they come from, recorded as A1111's Denoising strength (None when
+    --skip-steps alone decides). A --strength given beside --skip-steps must leave out the same steps.
     """
-    from_strength = steps - int(steps * options.strength) if options.init_image else None
-    skip = options.skip_steps
-    if skip and from_strength is not None and options.strength != DEFAULT_STRENGTH and skip != from_strength:
-        raise UserError(f"--skip-steps {skip} and --strength {options.strength:g} ({from_strength} of {steps} steps "
-                        "skipped) disagree; give one of them")
-    if not skip and from_strength is not None:
-        skip = from_strength
+    skip, strength = options.skip_steps, options.strength
+    if options.init_image and not skip:
+        strength = DEFAULT_STRENGTH if strength is None else strength
+        skip = steps - int(steps * strength)
         if skip >= steps:
-            raise UserError(f"--strength {options.strength:g} leaves none of the {steps} steps to run; use a strength "
+            raise UserError(f"--strength {strength:g} leaves none of the {steps} steps to run; use a strength "
                             f"of at least {1 / steps:.3g}")
+    elif skip and strength is not None:
+        from_strength = steps - int(steps * strength)
+        if skip != from_strength:
+            raise UserError(f"--skip-steps {skip} and --strength {strength:g} ({from_strength} of {steps} steps "
+                            "skipped) disagree; give one of them")
     if skip >= steps:
         raise UserError(f"--skip-steps {skip} leaves none of the {steps} steps to run; use 0 to {steps - 1}")
-    return skip, options.strength if skip == from_strength else None
+    return skip, strength if options.init_image else None
 
 
 def _size(options: GenerateOptions, model: PixelModel) -> int:
