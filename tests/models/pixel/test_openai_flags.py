@@ -67,6 +67,17 @@ def test_the_codebase_is_inferred_from_the_flags_or_refused_when_it_matters():
         parse_flags("--resblock_updown True", codebase="improved-diffusion")
 
 
+@pytest.mark.parametrize("flags,codebase", [("--use_fp16 True", "improved-diffusion"),
+                                            ("--use_fp16 True --sigma_small True", None)])
+def test_use_fp16_is_an_improved_diffusion_training_script_flag(flags, codebase):
+    with pytest.raises(UserError) as caught:
+        parse_flags(f"--image_size 64 {flags}", codebase=codebase)
+    message = str(caught.value)
+    assert message.startswith("--use_fp16 is a flag of improved-diffusion's training script, not of its model")
+    assert "flag of guided-diffusion" not in message
+    assert parse_flags("--image_size 64 --use_fp16 True").codebase == "guided-diffusion"  # a model flag there
+
+
 def test_flag_syntax_of_argparse_and_str2bool():
     flags = parse_flags("--image_size=64 --learn_sigma 1 --class_cond yes --use_scale_shift_norm F --dropout 0.1 "
                         "--attention_resolutions '32, 16'")

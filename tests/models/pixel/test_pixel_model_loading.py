@@ -175,6 +175,10 @@ def test_model_directories_of_other_kinds_and_with_flags_are_refused(tmp_path):
     (tmp_path / "vae" / "artdiff.json").write_text('{"kind": "vae"}')
     with pytest.raises(UserError, match="is a vae model, not an unconditional pixel model"):
         load_pixel_model(tmp_path / "vae")
+    (tmp_path / "ldm").mkdir()
+    (tmp_path / "ldm" / "artdiff.json").write_text('{"kind": "embedding-ldm"}')
+    with pytest.raises(UserError, match="is an embedding-ldm model, not an unconditional pixel model"):
+        load_pixel_model(tmp_path / "ldm")
 
 
 def test_convert_never_replaces_an_existing_output(tmp_path):

@@ -6,9 +6,9 @@ sigmas by default, guided-diffusion does not, and each derives channel_mult for 
 1. `codebase=` (the command `artdiff convert improved-diffusion|guided-diffusion` passes it), else
 2. `--codebase NAME` inside the flags text (for `artdiff generate --flags`), else
 3. the source: a preset knows its codebase; clip-diffusion-art's YAML uses guided-diffusion's (its fork), else
-4. the flags themselves: a flag only one codebase has (guided: num_head_channels, channel_mult, resblock_updown,
-   use_fp16, use_new_attention_order; improved: sigma_small) or an image size only one derives channel_mult for
-   (improved: 32; guided: 128, 512) decides; otherwise the two agree on everything that changes the model when
+4. the flags themselves: a model flag only one codebase has (guided: num_head_channels, channel_mult,
+   resblock_updown, use_fp16 (improved-diffusion's is a training-script flag), use_new_attention_order; improved:
+   sigma_small) or an image size only one derives channel_mult for (improved: 32; guided: 128, 512) decides; otherwise the two agree on everything that changes the model when
    diffusion_steps is 1000 (rescaling by 1000/T is then the identity) or both rescale flags are given, and
    guided-diffusion's defaults are used; otherwise the flags are ambiguous and refused in one line.
 """
@@ -28,7 +28,10 @@ CODEBASES = ("improved-diffusion", "guided-diffusion", "clip-diffusion-art")
 CODEBASE_ALIASES = {"improved": "improved-diffusion", "guided": "guided-diffusion",
                     **{name: name for name in CODEBASES}}
 NUM_CLASSES = 1000  # both codebases' class-conditional models are ImageNet's
+# Model flags only guided-diffusion has. use_fp16 is among them because only guided-diffusion's create_model takes
+# it; improved-diffusion has it too, but as a flag of its training script (image_train.py), not of the model.
 GUIDED_ONLY = ("num_head_channels", "channel_mult", "resblock_updown", "use_fp16", "use_new_attention_order")
+IMPROVED_TRAINING_FLAGS = ("use_fp16",)
 IMPROVED_ONLY = ("sigma_small",)
 # channel_mult derived from image_size when the flag is omitted (script_util.create_model of each codebase).
 DEFAULT_CHANNEL_MULT: dict[str, dict[int, tuple[float, ...]]] = {
@@ -215,7 +218,9 @@ def _codebase_name(name: str) -> str:
 
 def _infer_codebase(values: dict[str, Any]) -> str:
     """Step 4 of the module docstring: the flags' own evidence, else guided-diffusion where both agree."""
-    guided, improved = [n for n in values if n in GUIDED_ONLY], [n for n in values if n in IMPROVED_ONLY]
+    improved = [n for n in values if n in IMPROVED_ONLY]
+    # beside improved-diffusion evidence, use_fp16 is its training-script flag, not guided-diffusion evidence
+    guided = [n for n in values if n in GUIDED_ONLY and not (improved and n in IMPROVED_TRAINING_FLAGS)]
     if guided and improved:
         raise UserError(f"--{guided[0]} is a guided-diffusion flag and --{improved[0]} an improved-diffusion one; "
                         "no checkpoint has both")
@@ -297,6 +302,9 @@ def _unknown_flag(name: str, codebase: str) -> str:
     if name in SCRIPT_FLAGS:
         return (f"--{name} is a flag of the sampling or training scripts, not of the model; pass only MODEL_FLAGS and "
                 "DIFFUSION_FLAGS (artdiff generate and train have their own options)")
+    if name in IMPROVED_TRAINING_FLAGS and _defaults_of(codebase) == "improved-diffusion":
+        return (f"--{name} is a flag of improved-diffusion's training script, not of its model (its checkpoints "
+                "hold fp32 weights either way); drop it, or pass --codebase guided-diffusion if the file is one")
     if name in _FIELD_TYPES:
         other = "improved-diffusion" if _defaults_of(codebase) == "guided-diffusion" else "guided-diffusion"
         return f"--{name} is a flag of {other}, not of {codebase}; pass --codebase {other} if the file is one"

@@ -105,7 +105,8 @@ def load_pixel_model(reference: str | Path, *, flags: str | OpenAIFlags | None =
     folder = factory.resolve_model_dir(path)
     info = factory.read_model_info(folder)
     if info.kind != "unconditional":
-        raise UserError(f"{folder} is a {info.kind} model, not an unconditional pixel model (artdiff.json kind "
+        article = "an" if info.kind[:1].lower() in "aeiou" else "a"
+        raise UserError(f"{folder} is {article} {info.kind} model, not an unconditional pixel model (artdiff.json kind "
                         "'unconditional')")
     if not (folder / "unet" / "config.json").is_file():
         raise UserError(f"{folder} has no unet/ folder (config.json + weights); copy or convert the model again")
