@@ -45,7 +45,7 @@ def test_bad_pixel_options_are_one_line_before_any_model_loads(argv, expected, t
 
 
 def test_the_sampler_follows_respacing_unless_given():
-    assert pixel_sampler(None, None) == "ddim"  # clip-diffusion-art's default, ddim50
+    assert pixel_sampler(None, None) == "ddim"  # on trailing steps from t = T-1 (ddim50 is clip-diffusion-art's)
     assert pixel_sampler(None, "ddim25") == "ddim"
     assert pixel_sampler(None, "250") == "ddpm" and pixel_sampler(None, "10,10,10") == "ddpm"
     assert pixel_sampler("euler", "250") == "euler" and pixel_sampler("ddim", "250") == "ddim"
@@ -83,6 +83,9 @@ def test_help_lists_the_pixel_options(capsys):
     for flag in ("--respacing", "--flags", "--clip-denoised", "--skip-steps", "--class-label"):
         assert flag in text
     assert "lsun-uncond-256" in text and "(default: dpm++2m; pixel models: ddim, or ddpm" in text
+    # the default spacing is artdiff's trailing one, not clip-diffusion-art's ddim50 (which --respacing gives)
+    flat = " ".join(text.split())
+    assert "ddim50 is clip-diffusion-art's default" in flat and "trailing from the last timestep" in flat
 
 
 def test_an_embedding_model_records_the_resolved_sampler_and_steps(tmp_path):

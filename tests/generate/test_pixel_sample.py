@@ -136,6 +136,8 @@ def test_pixel_sigmas_respacing_skip_and_karras():
     assert len(sigmas) == 51 and sigmas[-1] == 0 and torch.equal(sigmas[:-1], denoiser.sigma_table[0:1000:20].flip(0))
     assert torch.equal(pixel_sigmas(denoiser, steps=99, respacing="ddim50", skip_steps=5), sigmas[5:])
     assert len(pixel_sigmas(denoiser, steps=7)) == 8 and len(pixel_sigmas(denoiser, steps=7, karras=True)) == 8
+    # without --respacing: trailing steps 999, 979, ..., 19 (full noise first), not ddim50's 980, ..., 0
+    assert torch.equal(pixel_sigmas(denoiser, steps=50)[:-1], denoiser.sigma_table[torch.arange(999, 0, -20)])
     with pytest.raises(UserError, match="--karras .* --respacing ddim50"):
         pixel_sigmas(denoiser, steps=7, respacing="ddim50", karras=True)
     with pytest.raises(UserError, match="--skip-steps 50: sampling has 50 steps here; skip from 0 to 49"):

@@ -100,7 +100,12 @@ def check_respacing(respacing: str) -> None:
 
 def pixel_sampler(sampler: str | None, respacing: str | None) -> str:
     """The sampler a pixel model runs: the one given, else ddpm for --respacing N or A,B,C (clip-diffusion-art's
-    rule), else ddim (for ddimN, and without --respacing, as clip-diffusion-art's default ddim50)."""
+    rule), else ddim (for ddimN, and without --respacing).
+
+    Without --respacing the steps are spaced as for every other artdiff model, trailing from t = T-1 (999, 979,
+    ..., 19 for 50 of 1000), so sampling starts at full noise; --respacing ddim50 reproduces clip-diffusion-art's
+    default (0, 20, ..., 980).
+    """
     if sampler is not None:
         return sampler
     return "ddpm" if respacing and not respacing.strip().startswith("ddim") else "ddim"
@@ -169,8 +174,9 @@ class GenerateOptions:
                                           "models: --skip-steps is the steps it leaves out, steps - int(steps * "
                                           "strength); give one of the two)", shown_default=str(DEFAULT_STRENGTH))
     respacing: str | None = option(None, "pixel models: improved-diffusion's timestep respacing: ddimN (DDIM on N "
-                                         "evenly strided timesteps, e.g. ddim50), N (e.g. 250) or steps per section "
-                                         "of the schedule (e.g. 10,10,10); it sets the step count",
+                                         "evenly strided timesteps; ddim50 is clip-diffusion-art's default), N (e.g. "
+                                         "250) or steps per section of the schedule (e.g. 10,10,10); it sets the "
+                                         "step count (default: --steps trailing from the last timestep, full noise)",
                                    metavar="SPACING")
     flags: str | None = option(None, "an original improved/guided-diffusion .pt/.pth/.safetensors file as --model: "
                                      "its MODEL_FLAGS and DIFFUSION_FLAGS, quoted (\"--image_size 256 --num_channels "

@@ -1,9 +1,10 @@
 """`artdiff generate` for unconditional pixel models: improved/guided-diffusion UNets, respaced DDPM/DDIM and more.
 
 The sampling follows improved-diffusion (Nichol & Dhariwal 2021) and clip-diffusion-art: `--respacing` in
-improved-diffusion's syntax picks the timesteps, DDPM uses the model's learned-range variance, DDIM takes
-`--eta`, and `--skip-steps` starts part-way (from `--init-image` noised to that step, as the crowsonkb fork's
-skip_timesteps does). Image i uses seed + i whatever the batch, and every image carries its parameters.
+improved-diffusion's syntax picks the timesteps (`ddim50` reproduces clip-diffusion-art's default; without it the
+steps trail from the last timestep, t = T-1, as for every artdiff model), DDPM uses the model's learned-range
+variance, DDIM takes `--eta`, and `--skip-steps` starts part-way (from `--init-image` noised to that step, as the
+crowsonkb fork's skip_timesteps does). Image i uses seed + i whatever the batch, and every image carries its parameters.
 """
 
 from __future__ import annotations
