@@ -48,3 +48,50 @@ def test_a_run_recorded_before_the_pixel_stage_continues(tmp_path, monkeypatch, 
     recorded = json.loads((folder / "quickstart-options.json").read_text())["options"]
     assert recorded["pixel_steps"] == 2 and "pixel_samples" not in recorded  # the judged count is free to change
     assert main([*argv, "--pixel-samples", "4"]) == 130
+
+
+def _fake_stages(monkeypatch, calls):
+    """Every stage writes only the file that marks it done; the pixel stage and its evaluation are recorded."""
+    from types import SimpleNamespace
+
+    import artdiff.studio.quickstart as quickstart
+
+    def done(*parts):
+        def work(cfg):
+            path = cfg.out.joinpath(*parts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+        return work
+
+    monkeypatch.setattr(quickstart, "generate_dataset", done("manifest.jsonl"))
+    monkeypatch.setattr(quickstart, "train_judge", done("model", "judge.safetensors"))
+    monkeypatch.setattr(quickstart, "train_encoder", done("artdiff.json"))
+    monkeypatch.setattr(quickstart, "train_vae", done("model", "artdiff.json"))
+    monkeypatch.setattr(quickstart, "train_embedding_ldm", done("model", "artdiff.json"))
+    monkeypatch.setattr(quickstart, "evaluate_model", lambda cfg: SimpleNamespace(to_json=lambda: {"ok": 1}))
+    monkeypatch.setattr(quickstart, "train_unconditional", lambda cfg: calls.append("train") or
+                        done("model", "artdiff.json")(cfg))
+    monkeypatch.setattr(quickstart, "evaluate_pixel_model", lambda cfg: calls.append("evaluate") or
+                        SimpleNamespace(to_json=lambda: {"bars": {"FD ratio <= 2": True}}))
+
+
+def test_pixel_steps_0_skips_the_pixel_stage_and_its_evaluation(tmp_path, monkeypatch, capsys):
+    calls = []
+    _fake_stages(monkeypatch, calls)
+    argv = ["quickstart", "--train", str(tmp_path / "qs"), "--no-progress"]
+    assert main([*argv, "--pixel-steps", "0"]) == 0
+    assert calls == [] and "pixel model: skipped (--pixel-steps 0)" in capsys.readouterr().out
+    record = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
+    assert record["pixel_model"] is None and record["pixel_evaluation"] == {}
+    assert main(argv) == 0  # the folder may gain the stage later: nothing else it made changes
+    assert calls == ["train", "evaluate"] and "FD ratio <= 2 holds" in capsys.readouterr().out
+
+
+def test_pixel_steps_help_says_what_the_default_costs(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0 skips the pixel stage and its evaluation" in text
+    assert "hours on 2 CPU cores" in text and "6000 steps x 32 images ~ 5 h" in text and "minutes on a GPU" in text

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     bars = ", ".join(f"{name} {'holds' if held else 'FAILS'}"
                      for name, held in result.pixel_evaluation.get("bars", {}).items())
-    print(f"model: {result.model}\npixel model: {result.pixel_model} (bars: {bars})\n"
+    pixel = f"{result.pixel_model} (bars: {bars})" if result.pixel_model else "skipped (--pixel-steps 0)"
+    print(f"model: {result.model}\npixel model: {pixel}\n"
           f"stage seconds: {result.seconds}\nevaluation: {result.out / 'quickstart.json'}")
     return 0

@@ -2,7 +2,8 @@
 
 1. a procedural art set (train) and a held-out one; 2. the judge; 3. a CLOOB joint encoder; 4. an
 AutoencoderKL with its latent scale measured; 5. an embedding-LDM trained on image embeddings only;
-6. an unconditional pixel model (improved-diffusion's recipe, artdiff-pixel-mini); 7. evaluations: the
+6. an unconditional pixel model (improved-diffusion's recipe, artdiff-pixel-mini; --pixel-steps 0 skips it and
+its evaluation, hours on 2 CPU cores at the default); 7. evaluations: the
 embedding-LDM from text prompts, the pixel model by its style shares and FD-judge. Every stage writes its own
 folder under OUT and is skipped when that folder is already complete, so an interrupted quickstart continues
 where it stopped.
@@ -64,12 +65,19 @@ def _check_options(cfg: QuickstartConfig) -> None:
     if isinstance(previous, dict):
         # An option the earlier run did not record is newer than it, and so is the stage it shapes: still to run.
         changed = sorted(k for k in set(previous) | set(current)
-                         if k not in FREE_OPTIONS and k in previous and previous.get(k) != current.get(k))
+                         if k not in FREE_OPTIONS and k in previous and previous.get(k) != current.get(k)
+                         and not _skipping_pixels(k, previous, current))
         if changed:
             raise UserError(f"{cfg.out} holds a quickstart made with other options ({', '.join(changed)}); run it "
                             "with the same options to continue, or choose a new --train folder")
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg.out / OPTIONS_NAME, {"options": current})
+
+
+def _skipping_pixels(key: str, previous: dict, current: dict) -> bool:
+    """--pixel-steps 0 on either side: skipping the last stage changes nothing the others make (its own run folder
+    checks its resumption), so a folder may go on without it, or gain it later."""
+    return key == "pixel_steps" and 0 in (previous.get(key), current.get(key))
 
 
 def read_json(path: Path) -> dict | None:
@@ -116,17 +124,19 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         data=data, encoder=str(out / "encoder"), vae=out / "vae" / "model", out=out / "ldm",
         preset="tiny" if tiny else "mini", size=cfg.size, max_steps=cfg.ldm_steps, batch_size=8 if tiny else 32,
         warmup_steps=1 if tiny else 300, checkpoint_every=1000, sample_every=0 if tiny else 2000, **common)))
-    stage("pixel", out / "pixel" / "model" / "artdiff.json", lambda: train_unconditional(UnconditionalConfig(
-        data=data, out=out / "pixel", preset="pixel-tiny" if tiny else "pixel-mini", size=cfg.size,
-        max_steps=cfg.pixel_steps, batch_size=4 if tiny else 32, lr=2e-4, warmup_steps=1 if tiny else 200,
-        ema_decay=0.999, flip=True, noise_schedule="cosine", checkpoint_every=500, sample_every=0 if tiny else 2000,
-        sample_steps=2 if tiny else 25, **common)))  # EMA 0.999: 0.9999 averages over more steps than the run has
-    model, pixel_model = out / "ldm" / "model", out / "pixel" / "model"
+    if cfg.pixel_steps:  # --pixel-steps 0 skips the stage (hours on 2 CPU cores at the default)
+        stage("pixel", out / "pixel" / "model" / "artdiff.json", lambda: train_unconditional(UnconditionalConfig(
+            data=data, out=out / "pixel", preset="pixel-tiny" if tiny else "pixel-mini", size=cfg.size,
+            max_steps=cfg.pixel_steps, batch_size=4 if tiny else 32, lr=2e-4, warmup_steps=1 if tiny else 200,
+            ema_decay=0.999, flip=True, noise_schedule="cosine", checkpoint_every=500,
+            sample_every=0 if tiny else 2000, sample_steps=2 if tiny else 25,
+            **common)))  # EMA 0.999: 0.9999 averages over more steps than the run has
+    model, pixel_model = out / "ldm" / "model", out / "pixel" / "model" if cfg.pixel_steps else None
     evaluation = evaluate_model(ModelEvalConfig(model=str(model), judge=out / "judge" / "model",
                                                 samples_per_prompt=1 if tiny else 4, image_prompts=4 if tiny else 32,
                                                 diversity_samples=3 if tiny else 8,
                                                 steps=2 if tiny else 50)).to_json()
-    pixel_evaluation = evaluate_pixel_model(PixelEvalConfig(
+    pixel_evaluation = {} if pixel_model is None else evaluate_pixel_model(PixelEvalConfig(
         model=str(pixel_model), judge=out / "judge" / "model", samples=cfg.pixel_samples,
         steps=2 if tiny else PIXEL_EVAL_STEPS, sampler="ddim", seed=cfg.seed)).to_json()
     result = QuickstartResult(out=out, model=model, seconds=seconds, evaluation=evaluation, pixel_model=pixel_model,
