@@ -188,7 +188,8 @@ def test_strength_is_recorded_only_when_it_decides_and_must_agree_with_skip_step
     (["--negative", "blurry"], "--negative is for embedding and Stable Diffusion models"),
     (["--width", "32"], "these models make square images: --size"),
     (["--lora", "x.safetensors"], "--lora is for embedding and Stable Diffusion models"),
-    (["--size", "15"], "--size 15: this model makes sizes that are multiples of 2 px"),
+    (["--size", "15"], "--size 15: this model makes sizes that are multiples of 2 px (it halves the image 1 times), "
+                       "e.g. 14 or 16"),  # models.pixel's one size rule
     (["--init-image", "missing.png"], "--init-image missing.png does not exist"),
 ])
 def test_bad_requests_are_one_line_and_write_nothing(model, tmp_path, capsys, argv, expected):

@@ -10,6 +10,7 @@ from artdiff.core.schedules import alphas_cumprod, ddpm_betas
 from artdiff.errors import NonFiniteError, UserError
 from artdiff.generate.pixel_sample import make_pixel_denoiser, pixel_sigmas, sample_pixels
 from artdiff.models.model_info import ModelInfo
+from artdiff.models.pixel.pixel_model import check_makeable_size
 from openai_reference import linear_betas, sample, spaced_process
 
 SIZE = 16
@@ -161,8 +162,11 @@ def test_respacing_strings_are_refused_in_one_line(spacing, message):
 
 def test_bad_requests_are_one_line():
     unet = tiny_unet()
-    with pytest.raises(UserError, match="multiples of 2"):
+    with pytest.raises(UserError) as error:
         sample_pixels(unet, info(), seeds=[0], size=15)
+    with pytest.raises(UserError) as shared:  # the one rule for sides a UNet2DModel makes (models.pixel)
+        check_makeable_size(unet, 15)
+    assert str(error.value) == str(shared.value) and "multiples of 2 px" in str(error.value)
     assert sample_pixels(unet, info(), seeds=[0], steps=2, size=(8, 12)).shape == (1, 3, 8, 12)
     with pytest.raises(UserError, match="unknown sampler"):
         sample_pixels(unet, info(), seeds=[0], sampler="lms")

@@ -34,7 +34,7 @@ from artdiff.generate.options import (
 from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.pixel_sample import sample_pixels
 from artdiff.generate.sampling_guards import check_steps
-from artdiff.models.pixel.pixel_model import PixelModel, load_pixel_model
+from artdiff.models.pixel.pixel_model import PixelModel, check_makeable_size, load_pixel_model
 from artdiff.utils import memory
 from artdiff.utils.images import resize
 from artdiff.utils.pngmeta import infotext, model_display_name, sampling_fields
@@ -126,12 +126,9 @@ def _skip_steps(options: GenerateOptions, steps: int) -> tuple[int, float | None
 
 
 def _size(options: GenerateOptions, model: PixelModel) -> int:
-    """--size, else the model's own; a UNet2DModel is convolutional, so any multiple of 2^(levels - 1) works."""
+    """--size, else the model's own; a UNet2DModel is convolutional, so any side it can make works."""
     size = options.size or model.image_size
-    multiple = 2 ** (len(model.unet.config.block_out_channels) - 1)
-    if size % multiple or size < multiple:
-        flag = "--size" if options.size else "the model's size"
-        raise UserError(f"{flag} {size}: this model makes sizes that are multiples of {multiple} px")
+    check_makeable_size(model.unet, size, what="--size" if options.size else "the model's size")
     return size
 
 

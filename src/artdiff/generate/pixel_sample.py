@@ -23,6 +23,7 @@ from artdiff.generate.options import sampler_eta
 from artdiff.generate.sample import sampling_sigmas
 from artdiff.generate.sampling_guards import check_finite
 from artdiff.models.model_info import ModelInfo
+from artdiff.models.pixel.pixel_model import check_makeable_size
 from artdiff.utils import memory
 
 # artdiff.json without "variance": improved-diffusion's default (learn_sigma and sigma_small off), as
@@ -99,12 +100,8 @@ def _size(unet: torch.nn.Module, info: ModelInfo, size: int | tuple[int, int] | 
     if size is None:
         size = _field(info, "image_size", None) or unet.config.sample_size
     height, width = (size, size) if isinstance(size, int) else size
-    factor = 2 ** (len(unet.config.block_out_channels) - 1)
     for side in (height, width):
-        if side < factor or side % factor:
-            low = max(factor, side // factor * factor)
-            raise UserError(f"size {side}: this model halves the image {int(math.log2(factor))} times, so sides must "
-                            f"be multiples of {factor} (e.g. {low} or {low + factor})")
+        check_makeable_size(unet, side)
     return height, width
 
 
