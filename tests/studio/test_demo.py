@@ -101,6 +101,24 @@ def test_pixel_sheet_shows_16_fixed_seed_samples_labelled_by_style(pixel_model, 
     assert list(Image.open(again.images[0]).getdata()) == list(Image.open(result.images[3]).getdata())
 
 
+def test_pixel_sheet_labels_the_8_bit_pixels_it_saves(pixel_model, tmp_path, monkeypatch):
+    import numpy as np
+
+    import artdiff.studio.pixel_sheet as sheet_module
+
+    judge, seen = sheet_module.load_checked_judge(sheet_module.SHIPPED_JUDGE), []
+
+    def predict(images):
+        seen.append(images)
+        return type(judge).predict(judge, images)
+
+    monkeypatch.setattr(judge, "predict", predict)
+    monkeypatch.setattr(sheet_module, "load_checked_judge", lambda path: judge)
+    result = sheet_module.pixel_sheet(pixel_model, tmp_path / "sheet", seeds=[0, 1], steps=1)
+    saved = np.stack([np.array(Image.open(path)) for path in result.images]).transpose(0, 3, 1, 2)
+    assert np.array_equal(seen[0].numpy(), saved.astype(np.float32) / 255)  # as evaluate judges: rounded first
+
+
 def test_demo_makes_the_pixel_sheet_or_says_why_not(pixel_model, tmp_path, monkeypatch, capsys):
     import artdiff.studio.demo as demo
 
