@@ -118,3 +118,13 @@ def test_batched_sampling_equals_one_at_a_time(model, tmp_path):
                                    **kwargs)
     # batched kernels may round differently; 1e-4 is far below one 8-bit level (0.004)
     assert torch.allclose(together, apart, atol=1e-4)
+
+
+def test_an_embedding_model_records_the_resolved_sampler_and_steps(model, tmp_path):
+    """generate resolves the embedding kind's own sampler and steps; the pixel-only options stay unset."""
+    result = generate(GenerateOptions(model=str(model), prompts=["rothko"], n=1, seed=1, steps=2,
+                                      out=tmp_path / "out"))
+    assert (result.sampler, result.steps) == ("dpm++2m", 2)
+    request = read_sidecar(result.paths[0])["request"]
+    assert (request["sampler"], request["respacing"], request["skip_steps"]) == ("dpm++2m", None, 0)
+    assert "Steps: 2, Sampler: DPM++ 2M" in read_parameters(result.paths[0])

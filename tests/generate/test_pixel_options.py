@@ -8,16 +8,12 @@ from artdiff.cli.main import main
 from artdiff.errors import UserError
 from artdiff.generate.any_model import (
     check_no_pixel_options,
-    generate,
     is_openai_unet,
     model_kind,
     with_defaults,
 )
 from artdiff.generate.options import GenerateOptions, pixel_sampler
-from artdiff.utils.pngmeta import read_parameters, read_sidecar
 from pixel_model_fixtures import tiny_pixel_model
-
-from model_fixtures import tiny_embedding_model
 
 
 def run_fails(argv, tmp_path, capsys) -> str:
@@ -86,16 +82,6 @@ def test_help_lists_the_pixel_options(capsys):
     # the default spacing is artdiff's trailing one, not clip-diffusion-art's ddim50 (which --respacing gives)
     flat = " ".join(text.split())
     assert "ddim50 is clip-diffusion-art's default" in flat and "trailing from the last timestep" in flat
-
-
-def test_an_embedding_model_records_the_resolved_sampler_and_steps(tmp_path):
-    model = tiny_embedding_model(tmp_path / "model")
-    result = generate(GenerateOptions(model=str(model), prompts=["rothko"], n=1, seed=1, steps=2,
-                                      out=tmp_path / "out"))
-    assert (result.sampler, result.steps) == ("dpm++2m", 2)
-    request = read_sidecar(result.paths[0])["request"]
-    assert (request["sampler"], request["respacing"], request["skip_steps"]) == ("dpm++2m", None, 0)
-    assert "Steps: 2, Sampler: DPM++ 2M" in read_parameters(result.paths[0])
 
 
 OPENAI_KEYS = {"time_embed.0.weight": torch.zeros(8, 4), "input_blocks.0.0.weight": torch.zeros(4, 3, 3, 3)}
