@@ -82,8 +82,10 @@ def test_style_shares_count_the_judges_labels():
 
 def test_cli_reports_the_bars_and_refuses_options_of_the_other_kind(model, capsys):
     assert main(["evaluate", "--model", str(model), "--samples", "4", "--steps", "1", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
     assert report["samples"] == 4 and set(report["bars"]) == {"every style >= 6%", "FD ratio <= 2"}
+    assert report["passed"] is None and "the bars are not meaningful at 4 samples" in captured.err
     assert main(["evaluate", "--model", str(model), "--samples", "4", "--steps", "1"]) == 0
     text = capsys.readouterr().out
     assert "rarest style:" in text and "bar every style >= 6%: " in text and "ratio" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -135,12 +136,21 @@ def _evaluate_pixel_model(args: argparse.Namespace) -> int:
                               seed=args.seed, **given)
     except ValueError as error:  # a config's own check: the user's option, not a bug
         raise UserError(str(error)) from None
-    report = evaluate_pixel_model(cfg)
+    report = evaluate_pixel_model(cfg).to_json()
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps(report, indent=2))
+        if not report["bars_meaningful"]:  # stdout stays JSON; the reader still hears it
+            print(bars_not_meaningful(report["samples"]), file=sys.stderr)
         return 0
-    print("\n".join(pixel_report_lines(report.to_json())))
+    print("\n".join(pixel_report_lines(report)))
     return 0
+
+
+def bars_not_meaningful(samples: int) -> str:
+    """The line saying an evaluation had too few samples for its bars to judge anything."""
+    from artdiff.evaluate.pixel_eval import MIN_BAR_SAMPLES
+
+    return f"the bars are not meaningful at {samples} samples: judge them with --samples {MIN_BAR_SAMPLES} or more"
 
 
 def pixel_report_lines(report: dict) -> list[str]:
@@ -154,10 +164,7 @@ def pixel_report_lines(report: dict) -> list[str]:
              f"images/s: {report['images_per_s']:.3f}"]
     lines += [f"bar {name}: {'holds' if held else 'FAILS'}" for name, held in report["bars"].items()]
     if not report["bars_meaningful"]:
-        from artdiff.evaluate.pixel_eval import MIN_BAR_SAMPLES
-
-        lines.append(f"the bars are not meaningful at {report['samples']} samples: judge them with --samples "
-                     f"{MIN_BAR_SAMPLES} or more")
+        lines.append(bars_not_meaningful(report["samples"]))
     return lines
 
 
