@@ -22,13 +22,12 @@ from artdiff.errors import NonFiniteError, UserError
 from artdiff.generate.options import sampler_eta
 from artdiff.generate.sample import sampling_sigmas
 from artdiff.generate.sampling_guards import check_finite
-from artdiff.models.model_info import ModelInfo
+from artdiff.models.model_info import DEFAULT_VARIANCE, ModelInfo
 from artdiff.models.pixel.pixel_model import check_makeable_size
 from artdiff.utils import memory
 
 # artdiff.json without "variance": improved-diffusion's default (learn_sigma and sigma_small off), as
 # PixelModel.variance, model_info and training read it
-DEFAULT_VARIANCE = "fixed_large"
 DDPM_VARIANCE = {"learned_range": "learned", "fixed_small": "fixed_small", "fixed_large": "fixed_large"}
 
 

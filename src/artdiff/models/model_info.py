@@ -21,6 +21,7 @@ SCHEDULE_TYPES = ("discrete", "cosine")
 CONDITIONING_TYPES = ("text-tokens", "joint-embedding", "image-embedding", "class-label", "none")
 # kind "unconditional" (pixel models, models/pixel/): how the network's outputs are read
 VARIANCES = ("learned_range", "fixed_small", "fixed_large")
+DEFAULT_VARIANCE = "fixed_large"  # a pixel model's artdiff.json without "variance": OpenAI's default (sigma_small False)
 
 
 @dataclass
@@ -86,7 +87,7 @@ def _whole(value: Any, low: int, high: int) -> bool:
 
 def _pixel_checks(extra: dict[str, Any]) -> list[tuple[bool, str]]:
     """The fields a pixel model's artdiff.json adds (image_size, variance, rescale_timesteps, pixel_range), if set."""
-    size, variance = extra.get("image_size", 64), extra.get("variance", "fixed_large")
+    size, variance = extra.get("image_size", 64), extra.get("variance", DEFAULT_VARIANCE)
     rescale, pixel_range = extra.get("rescale_timesteps", False), extra.get("pixel_range", [-1, 1])
     return [
         (_whole(size, 1, 16384), f"image_size {size!r} is not a whole number from 1 to 16,384"),

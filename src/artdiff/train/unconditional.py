@@ -23,7 +23,7 @@ from artdiff.data.dataset import ImageDataset
 from artdiff.errors import UserError
 from artdiff.generate.pixel_sample import sample_pixels
 from artdiff.models import factory
-from artdiff.models.model_info import ModelInfo
+from artdiff.models.model_info import DEFAULT_VARIANCE, ModelInfo
 from artdiff.models.pixel.openai_unet_config import schedule_of
 from artdiff.models.pixel.pixel_model import check_makeable_size
 from artdiff.train.loop import LoopResult, run_training
@@ -56,7 +56,7 @@ class UnconditionalTask:
         schedule = self.info.schedule or {}
         self.tables = training_tables(_betas(schedule))
         channels = self.model.config.out_channels
-        variance = self.info.extra.get("variance") or ("learned_range" if channels == 6 else "fixed_large")
+        variance = self.info.extra.get("variance") or ("learned_range" if channels == 6 else DEFAULT_VARIANCE)
         self.learn_sigma = variance == "learned_range"
         if self.learn_sigma != (channels == 6):
             raise UserError(f"the model has {channels} output channels, but its artdiff.json says variance "

@@ -17,7 +17,7 @@ import torch
 
 from artdiff.errors import UserError
 from artdiff.models import factory
-from artdiff.models.model_info import ModelInfo
+from artdiff.models.model_info import DEFAULT_VARIANCE, ModelInfo
 from artdiff.models.pixel.openai_checkpoint import (
     SUFFIXES,
     build_unet,
@@ -67,7 +67,7 @@ class PixelModel:
     @property
     def variance(self) -> str:
         """learned_range (6 output channels), fixed_small or fixed_large."""
-        return str(self.info.extra.get("variance", "fixed_large"))
+        return str(self.info.extra.get("variance", DEFAULT_VARIANCE))
 
     @property
     def rescale_timesteps(self) -> bool:
@@ -134,7 +134,7 @@ def _check_agrees(unet: Any, info: ModelInfo, folder: Path) -> None:
     learned = info.extra.get("variance") == "learned_range"
     channels = unet.config.out_channels
     if channels != (6 if learned else 3):
-        raise UserError(f"{folder}: artdiff.json says variance {info.extra.get('variance', 'fixed_large')}, but unet/ "
+        raise UserError(f"{folder}: artdiff.json says variance {info.extra.get('variance', DEFAULT_VARIANCE)}, but unet/ "
                         f"predicts {channels} channels ({'6' if learned else '3'} expected); the folder is damaged")
     classes = (info.conditioning or {}).get("num_classes") if (info.conditioning or {}).get("type") == "class-label" \
         else None
