@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=2))
     else:
         how = f"guidance scale {result.cfg:g}" if result.cfg is not None else f"{result.sampler}, {result.steps} steps"
-        print(f"generated {len(result.paths)} images in {result.seconds:.1f}s from {result.model} (seed "
+        count = f"{len(result.paths)} image{'' if len(result.paths) == 1 else 's'}"
+        print(f"generated {count} in {result.seconds:.1f}s from {result.model} (seed "
               f"{result.seed}, {how})")
         print(f"images: {result.paths[0].parent}")
     return 0
