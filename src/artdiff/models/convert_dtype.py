@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from safetensors.torch import save_file
 
 from artdiff.errors import UserError
 from artdiff.utils.dtypes import DTYPES
+from artdiff.utils.io import check_new_folder, publish_folder
 
 
 @dataclass
@@ -70,10 +70,7 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
                         "convert")
     if out.resolve() == source.resolve():
         raise UserError("the output must be a new folder, not the model itself")
-    if out.is_file() or (out.is_dir() and any(out.iterdir())):
-        # Never replace what is there: OUT could be anything, an earlier conversion or a folder of paintings.
-        raise UserError(f"{out} already exists{' as a file' if out.is_file() else ' and is not empty'}; pass a new "
-                        "folder for the converted model (or remove it first)")
+    check_new_folder(out)  # OUT could be anything, an earlier conversion or a folder of paintings
     info = read_model_info(source) if (source / "artdiff.json").is_file() else None
     parts = {name: component(source, info, name) for name in references(info, where=f"{source}/artdiff.json")} \
         if info else {}  # shipped folders it refers to: checked before anything is written
@@ -90,9 +87,7 @@ def convert_model_dtype(source: Path, out: Path, dtype: str) -> ConvertResult:
         shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy is left behind
         raise
     after = sum(f.stat().st_size for f in tmp.rglob("*.safetensors"))
-    if out.is_dir():
-        out.rmdir()  # empty, as checked above; os.replace cannot put a folder over a folder
-    os.replace(tmp, out)
+    publish_folder(tmp, out)
     return ConvertResult(out, len(weights), sum(f.stat().st_size for f in weights), after)
 
 

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from artdiff.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -97,3 +99,18 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_new_folder(out: Path) -> None:
+    """Refuse an OUT that is a file or a non-empty folder: writers never replace what is there (anyone's files)."""
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise UserError(f"{out} already exists{' as a file' if out.is_file() else ' and is not empty'}; pass a new "
+                        "folder for the converted model (or remove it first)")
+
+
+def publish_folder(tmp: Path, out: Path) -> None:
+    """Rename a finished folder written beside OUT into place, checking again that nothing appeared there."""
+    check_new_folder(out)
+    if out.is_dir():
+        out.rmdir()  # empty, as checked; os.replace cannot put a folder over a folder
+    os.replace(tmp, out)

@@ -7,7 +7,6 @@ source file's sha256 and resolved flags; trained ones their recipe.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from artdiff.models.pixel.openai_checkpoint import (
 from artdiff.models.pixel.openai_flags import PRESETS, OpenAIFlags, parse_flags, pixel_model_info
 from artdiff.utils.dtypes import DTYPES
 from artdiff.utils.hashing import weights_hash
+from artdiff.utils.io import check_new_folder, publish_folder
 
 NEEDS_FLAGS = ("pass its flags with --flags \"--image_size 256 --num_channels 128 ...\" (the MODEL_FLAGS and "
                "DIFFUSION_FLAGS of its README), a YAML model_config file, or a preset name: " + ", ".join(PRESETS))
@@ -164,13 +164,6 @@ class PixelConvertResult:
                 "dtype": self.dtype, "bytes_before": self.bytes_before, "bytes_after": self.bytes_after}
 
 
-def check_new_folder(out: Path) -> None:
-    """OUT must not exist, or be an empty folder: never replace what is there (it could be anyone's files)."""
-    if out.is_file() or (out.is_dir() and any(out.iterdir())):
-        raise UserError(f"{out} already exists{' as a file' if out.is_file() else ' and is not empty'}; pass a new "
-                        "folder for the converted model (or remove it first)")
-
-
 def convert_openai_checkpoint(file: str | Path, *, flags: str, out: str | Path, dtype: str = "fp32",
                               codebase: str | None = None) -> PixelConvertResult:
     """Write an improved/guided-diffusion checkpoint as an `unconditional` model directory (safetensors only).
@@ -192,10 +185,7 @@ def convert_openai_checkpoint(file: str | Path, *, flags: str, out: str | Path, 
         tmp.mkdir(parents=True)
         factory.save_diffusers_model(unet, tmp / "unet")
         factory.write_model_info(tmp, info)
-        check_new_folder(out)  # nothing appeared there meanwhile
-        if out.is_dir():
-            out.rmdir()  # empty, as checked; os.replace cannot put a folder over a folder
-        os.replace(tmp, out)
+        publish_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # no half-written copy is left behind
     written = sum(f.stat().st_size for f in (out / "unet").glob("*.safetensors"))
