@@ -121,9 +121,9 @@ def test_a_training_run_stands_for_its_model_and_json_names_what_ran(model, tmp_
 
 def test_a_sidecar_request_runs_again_as_a_config(model, tmp_path):
     out = tmp_path / "out"
-    assert generate(model, out, "-n", "1", "--seed", "3", "--respacing", "4", "--clip-denoised") == 0
+    assert generate(model, out, "-n", "1", "--seed", "3", "--respacing", "4", "--no-clip-denoised") == 0
     first = next(out.glob("*.png"))
-    assert "Clip denoised: True" in read_parameters(first) and "Sampler: DDPM" in read_parameters(first)
+    assert "Clip denoised: False" in read_parameters(first) and "Sampler: DDPM" in read_parameters(first)
     (tmp_path / "again.yaml").write_text(yaml.safe_dump(read_sidecar(first)["request"]))
     assert main(["generate", "--config", str(tmp_path / "again.yaml")]) == 0
     again = out / "00001-3.png"

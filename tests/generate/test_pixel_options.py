@@ -57,7 +57,7 @@ def test_embedding_and_sd_models_keep_their_defaults_and_refuse_pixel_options():
     with pytest.raises(UserError, match="--eta changes only ddim and euler_a steps, not dpm\\+\\+2m"):
         with_defaults(GenerateOptions(eta=0.5), sampler="dpm++2m", steps=50)
     for field, value, flag in (("respacing", "ddim50", "--respacing"), ("flags", "lsun-uncond-256", "--flags"),
-                               ("clip_denoised", True, "--clip-denoised"), ("skip_steps", 3, "--skip-steps"),
+                               ("clip_denoised", False, "--no-clip-denoised"), ("skip_steps", 3, "--skip-steps"),
                                ("class_label", 7, "--class-label")):
         with pytest.raises(UserError, match=f"^{flag} is for unconditional pixel models .* for stable-diffusion"):
             check_no_pixel_options(GenerateOptions(**{field: value}), "stable-diffusion")
@@ -76,7 +76,7 @@ def test_help_lists_the_pixel_options(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--respacing", "--flags", "--clip-denoised", "--skip-steps", "--class-label"):
+    for flag in ("--respacing", "--flags", "--no-clip-denoised", "--skip-steps", "--class-label"):
         assert flag in text
     assert "lsun-uncond-256" in text and "(default: dpm++2m; pixel models: ddim, or ddpm" in text
     # the default spacing is artdiff's trailing one, not clip-diffusion-art's ddim50 (which --respacing gives)

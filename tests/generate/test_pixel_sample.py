@@ -105,7 +105,8 @@ def test_ddim_with_skip_steps_equals_the_forks_loop(with_init):
     init = torch.linspace(0, 1, SIZE)[None, None, None, :].expand(2, 3, SIZE, SIZE) if with_init else None
     got = sample_pixels(unet, info(), seeds=[5, 6], sampler="ddim", eta=0.5, respacing="ddim20", skip_steps=6,
                         init_images=init)
-    expected = reference_images(unet, info(), "ddim20", 1000, "ddim", seeds=[5, 6], eta=0.5, skip=6, init=init)
+    expected = reference_images(unet, info(), "ddim20", 1000, "ddim", seeds=[5, 6], eta=0.5, skip=6, init=init,
+                                clip_denoised=True)  # artdiff's default, as in improved-diffusion's image_sample
     assert (got - expected).abs().max() < 1e-5
 
 
@@ -204,3 +205,25 @@ def test_a_half_precision_unet_samples_with_a_float32_state():
     half = sample_pixels(unet.half(), info(), seeds=[0], respacing="ddim5")
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     assert (half - full).abs().mean() < 0.05
+
+
+def cosine_info() -> ModelInfo:
+    model_info = info()
+    model_info.schedule = {"type": "discrete", "beta_schedule": "squaredcos_cap_v2", "num_train_timesteps": 1000}
+    return model_info
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_every_sampler_clamps_the_predicted_image_by_default(sampler):
+    # A cosine schedule's trailing first step has sigma ~ 2e4: unclamped, any eps error becomes a wild x0 and the
+    # sample is noise (a trained artdiff-pixel-mini gave pure noise until clip_denoised became the default).
+    unet, model_info, first = tiny_unet(), cosine_info(), []
+    default = sample_pixels(unet, model_info, seeds=[0], steps=4, sampler=sampler,
+                            callback=lambda step: first.append(step.denoised) if not first else None)
+    assert first[0].abs().max() <= 1.0
+    assert torch.equal(default, sample_pixels(unet, model_info, seeds=[0], steps=4, sampler=sampler,
+                                              clip_denoised=True))
+    unclamped = []
+    sample_pixels(unet, model_info, seeds=[0], steps=4, sampler=sampler, clip_denoised=False,
+                  callback=lambda step: unclamped.append(step.denoised) if not unclamped else None)
+    assert unclamped[0].abs().max() > 10  # what the default guards against

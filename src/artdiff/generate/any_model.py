@@ -140,7 +140,7 @@ def is_openai_unet(path: Path) -> bool:
 # What each pixel-only option is, and what embedding and Stable Diffusion models offer instead.
 PIXEL_ONLY = {"respacing": ("--respacing", "--steps sets their step count"),
               "flags": ("--flags", "it describes an original improved/guided-diffusion .pt/.pth file given as --model"),
-              "clip_denoised": ("--clip-denoised", "it clamps a pixel model's predicted image to its [-1, 1] range"),
+              "clip_denoised": ("--no-clip-denoised", "it clamps a pixel model's predicted image to its [-1, 1] range"),
               "skip_steps": ("--skip-steps", "--strength sets how much of --init-image is repainted"),
               "class_label": ("--class-label", "they are steered by prompts")}
 

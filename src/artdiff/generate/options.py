@@ -182,8 +182,10 @@ class GenerateOptions:
                                      "its MODEL_FLAGS and DIFFUSION_FLAGS, quoted (\"--image_size 256 --num_channels "
                                      "128 ...\"), clip-diffusion-art's YAML model_config file, or a preset: "
                                      "lsun-uncond-256 | openai-256-uncond | clip-diffusion-art-256", metavar="FLAGS")
-    clip_denoised: bool = option(False, "pixel models: clamp each step's predicted image to [-1, 1] "
-                                        "(improved-diffusion's clip_denoised)")
+    # On by default, as in improved-diffusion's image_sample.py: a cosine schedule's first trailing step has so
+    # large a noise level that an unclamped x0 estimate is noise, and a pixel image never leaves [-1, 1].
+    clip_denoised: bool = option(True, "pixel models: clamp each step's predicted image to [-1, 1] "
+                                       "(improved-diffusion's clip_denoised; --no-clip-denoised turns it off)")
     skip_steps: int = option(0, "pixel models: skip the first N of the steps, starting from --init-image noised to "
                                 "that step, or from noise at that level without one (default with --init-image: from "
                                 "--strength)")

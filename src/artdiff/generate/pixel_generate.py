@@ -188,7 +188,7 @@ def generate_unconditional(options: GenerateOptions) -> GenerateResult:
                              callback=callback, hints=hints)
 
     extra = {**sampling_fields(plan.sampler, karras=options.karras, eta=plan.eta),
-             "Respacing": options.respacing, "Clip denoised": True if options.clip_denoised else None,
+             "Respacing": options.respacing, "Clip denoised": None if options.clip_denoised else False,
              "Skip steps": plan.skip_steps or None,
              "Denoising strength": plan.strength}
     resolved = replace(options, sampler=plan.sampler, steps=plan.steps, skip_steps=plan.skip_steps)

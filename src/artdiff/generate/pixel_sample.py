@@ -147,7 +147,7 @@ def _init(init_images: torch.Tensor | None, batch: int, height: int, width: int,
 
 
 def sample_pixels(unet: torch.nn.Module, info: ModelInfo, *, seeds: list[int], steps: int = 50, sampler: str = "ddim",
-                  respacing: str | None = None, eta: float | None = None, clip_denoised: bool = False,
+                  respacing: str | None = None, eta: float | None = None, clip_denoised: bool = True,
                   skip_steps: int = 0, init_images: torch.Tensor | None = None,
                   class_labels: torch.Tensor | None = None, size: int | tuple[int, int] | None = None,
                   callback=None, karras: bool = False, hints: Sequence[str] = ()) -> torch.Tensor:
