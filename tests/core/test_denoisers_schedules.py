@@ -107,3 +107,12 @@ def test_the_cpu_step_path_gives_the_tensor_path_scalings():
     assert torch.equal(t, denoiser.sigma_to_t(sigma)) and c_in.shape == (len(sigma), 1, 1, 1)
     assert torch.equal(c_in, (1 / (sigma.double() ** 2 + 1).sqrt()).float().reshape(-1, 1, 1, 1))
     assert torch.allclose(c_in.flatten(), (sigma**2 + 1).rsqrt(), rtol=2e-7)  # the float32 formula, within an ulp
+
+
+def test_sigmas_are_read_where_the_table_is():
+    # A denoiser moved to CUDA keeps its table there; the timesteps are made on the CPU (training's sample grid
+    # crashed on a GPU). The meta device stands in for CUDA: mixing it with CPU tensors fails the same way.
+    table = torch.linspace(0.1, 80, 1000, dtype=torch.float64)
+    sigmas = sigmas_at(torch.tensor([999.0, 500.5, 0.0]), table.to("meta"))
+    assert sigmas.device.type == "meta" and sigmas.shape == (3,)
+    assert torch.allclose(sigmas_at(torch.tensor([999.0, 0.0]), table), table[[999, 0]])

@@ -98,7 +98,8 @@ def dpm_solver_timesteps(num_steps: int, *, num_train_timesteps: int = 1000, spa
 
 def sigmas_at(timesteps: torch.Tensor, sigma_table: torch.Tensor) -> torch.Tensor:
     """Sigma at (possibly fractional) timesteps, interpolating the table linearly, as diffusers does."""
-    t = timesteps.to(torch.float64).clamp(0, len(sigma_table) - 1)
+    # On the table's device: a denoiser moved to CUDA keeps its table there, while timesteps are made on the CPU.
+    t = timesteps.to(sigma_table.device, torch.float64).clamp(0, len(sigma_table) - 1)
     low = t.floor().long().clamp(max=len(sigma_table) - 2)
     weight = t - low
     return sigma_table[low] * (1 - weight) + sigma_table[low + 1] * weight

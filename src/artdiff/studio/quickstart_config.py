@@ -21,10 +21,10 @@ class QuickstartConfig:
     encoder_steps: int = option(1000, "encoder optimizer steps")
     vae_steps: int = option(1200, "autoencoder optimizer steps (batch 16)")
     ldm_steps: int = option(6500, "embedding-LDM optimizer steps (batch 32)")
-    # 6000 x 32 images at about 0.19 CPU-seconds each (pixel-mini, benchmarked) is 10 CPU-hours: 5 h on 2 cores.
+    # pixel-mini in bf16 autocast: about 1.2 s per batch-32 step on 2 cores (fp32 takes twice that), so ~2 h.
     pixel_steps: int = option(6000, "unconditional pixel model optimizer steps (batch 32); 0 skips the pixel stage "
-                                    "and its evaluation. The default takes hours on 2 CPU cores (about 0.19 "
-                                    "CPU-seconds per training image: 6000 steps x 32 images ~ 5 h), minutes on a GPU")
+                                    "and its evaluation. The default takes about 2 h on 2 CPU cores (bf16, ~1.2 s "
+                                    "per step), minutes on a GPU")
     pixel_samples: int = option(512, "samples the pixel model is judged on (style shares, FD-judge)")
     seed: int = option(0, "seed of every stage")
     progress: bool = option(True, "show progress bars")
