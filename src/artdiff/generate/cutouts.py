@@ -17,6 +17,7 @@ generator (on its own device), never the global RNG. Where we differ from the an
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,7 @@ from torch import Tensor
 Box = tuple[int, int, int]  # (top, left, side) of a square crop
 
 
-class Cutouts:
+class Cutouts(ABC):
     """Share the call, the count and the checks of the cutout makers (S is the encoder's input side)."""
 
     def __init__(self, *, size: int, skip_augs: bool, fixed: bool) -> None:
@@ -41,9 +42,9 @@ class Cutouts:
         self.fixed = bool(fixed)  # no randomness at all: a fixed layout of cuts and no augmentations
 
     @property
+    @abstractmethod
     def count(self) -> int:
         """Return N, the number of cutouts per image."""
-        raise NotImplementedError
 
     def __call__(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Cut x (B, 3, H, W) in [-1, 1] into (B, N, 3, S, S) in [-1, 1]; generator may be None only when fixed."""
@@ -55,8 +56,9 @@ class Cutouts:
         cuts = self._cuts(u, generator)  # (B, N, 3, S, S)
         return cuts * 2 - 1
 
+    @abstractmethod
     def _cuts(self, u: Tensor, generator: torch.Generator | None) -> Tensor:
-        raise NotImplementedError
+        """Cut u (B, 3, H, W) in [0, 1] into (B, N, 3, S, S) in [0, 1]."""
 
     def _augment(self, cuts: Tensor, generator: torch.Generator | None, augs) -> Tensor:
         if self.fixed or self.skip_augs:
