@@ -10,6 +10,7 @@ from artdiff.core.diffusion_losses import (
     discretized_gaussian_log_likelihood,
     hybrid_loss,
     learned_range_log_variance_at,
+    min_snr_weight,
     normal_kl,
     q_sample,
     training_tables,
@@ -126,3 +127,36 @@ def test_fixed_variance_is_the_simple_loss_and_x0_targets_x0():
     assert float(x0_model.loss) == pytest.approx(0.0625)
     with pytest.raises(ValueError, match="must output 2 channels"):
         hybrid_loss(tab, scalar(0.0), x0=x0, x_t=x_t, eps=eps, t=t)
+
+
+def test_v_targets_v_and_its_vb_term_sees_the_same_x0_as_eps():
+    tab, t = tables(), torch.tensor([1])
+    x0, eps = scalar(0.5), scalar(1.0)
+    x_t = q_sample(tab, x0, t, eps)
+    # by hand at a = 0.72: v = sqrt(.72) * 1 - sqrt(.28) * .5; a prediction of 0 scores v^2
+    v = math.sqrt(0.72) - math.sqrt(0.28) * 0.5
+    fixed = hybrid_loss(tab, scalar(0.0), x0=x0, x_t=x_t, eps=eps, t=t, learn_sigma=False, parameterization="v")
+    assert float(fixed.mse) == pytest.approx(v**2, rel=1e-9)
+    # the exact v and the exact eps both mean the true x0, so their vb terms agree (same variance channel)
+    by_v = hybrid_loss(tab, torch.cat([scalar(v), scalar(0.3)], 1), x0=x0, x_t=x_t, eps=eps, t=t,
+                       parameterization="v")
+    by_eps = hybrid_loss(tab, torch.cat([eps, scalar(0.3)], 1), x0=x0, x_t=x_t, eps=eps, t=t)
+    assert float(by_v.mse) == pytest.approx(0.0, abs=1e-12)
+    assert float(by_v.vb) == pytest.approx(float(by_eps.vb), rel=1e-9)
+    with pytest.raises(ValueError, match="unknown parameterization"):
+        hybrid_loss(tab, scalar(0.0), x0=x0, x_t=x_t, eps=eps, t=t, learn_sigma=False, parameterization="score")
+
+
+def test_min_snr_weights_cap_the_nearly_clean_steps():
+    tab, t = tables(), torch.tensor([0, 1])
+    snr = [0.9 / 0.1, 0.72 / 0.28]  # 9 and about 2.57
+    weights = {name: min_snr_weight(tab, t, name, 5.0).tolist() for name in ("eps", "v", "x0")}
+    assert weights["eps"] == pytest.approx([5 / snr[0], 1.0])
+    assert weights["v"] == pytest.approx([5 / (snr[0] + 1), snr[1] / (snr[1] + 1)])
+    assert weights["x0"] == pytest.approx([5.0, snr[1]])
+    x0, eps = scalar(0.5).expand(2, 1, 1, 1), scalar(1.0).expand(2, 1, 1, 1)
+    x_t = q_sample(tab, x0, t, eps)
+    plain = hybrid_loss(tab, torch.zeros_like(x0), x0=x0, x_t=x_t, eps=eps, t=t, learn_sigma=False)
+    weighted = hybrid_loss(tab, torch.zeros_like(x0), x0=x0, x_t=x_t, eps=eps, t=t, learn_sigma=False,
+                           snr_gamma=5.0)
+    assert weighted.mse.tolist() == pytest.approx([plain.mse[0].item() * 5 / 9, plain.mse[1].item()], rel=1e-6)

@@ -118,6 +118,23 @@ def test_bad_inputs_are_one_line(trained, data, tmp_path, capsys):
     assert "--noise-schedule: --preset openai-256-uncond brings its own diffusion" in err and len(err.splitlines()) == 1
 
 
+def test_a_v_prediction_model_with_min_snr_weights_trains_and_samples(data, tmp_path, capsys):
+    from artdiff.generate.pixel_sample import sample_pixels
+    from artdiff.models.pixel.pixel_model import load_pixel_model
+
+    result = train_unconditional(config(data, tmp_path / "run", v_prediction=True, snr_gamma=5.0))
+    info = read_model_info(result.model_dir)
+    assert info.parameterization == "v" and info.recipe["snr_gamma"] == 5.0
+    model = load_pixel_model(result.model_dir)
+    images = sample_pixels(model.unet, model.info, seeds=[0], steps=2, sampler="ddpm")
+    assert images.shape == (1, 3, 16, 16) and bool(torch.isfinite(images).all())
+    argv = ["train", "unconditional", "--data", str(data), "--out", str(tmp_path / "bad"), "--preset", "pixel-tiny"]
+    assert main([*argv, "--v-prediction", "--predict-xstart"]) == 2
+    assert "--predict-xstart and --v-prediction pick different targets" in capsys.readouterr().err
+    assert main([*argv, "--snr-gamma", "0"]) == 2
+    assert "--snr-gamma must be above 0" in capsys.readouterr().err
+
+
 def test_bf16_with_gradient_checkpointing_trains(data, tmp_path):
     result = train_unconditional(config(data, tmp_path / "run", max_steps=1, mixed_precision="bf16",
                                         gradient_checkpointing=True, sample_steps=1))
@@ -189,6 +206,7 @@ def test_fine_tuning_an_original_openai_file_with_its_flags(data, tmp_path):
                                          ({"diffusion_steps": 50}, "--diffusion-steps"),
                                          ({"learn_sigma": False}, "--learn-sigma"),
                                          ({"predict_xstart": True}, "--predict-xstart"),
+                                         ({"v_prediction": True}, "--v-prediction"),
                                          ({"rescale_timesteps": True}, "--rescale-timesteps")])
 @pytest.mark.parametrize("start", [{"preset": "lsun-uncond-256"}, {"init": "some-model"}])
 def test_from_scratch_diffusion_options_are_refused_where_the_model_brings_its_own(data, tmp_path, option, flag,

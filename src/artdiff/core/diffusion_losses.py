@@ -99,10 +99,11 @@ class HybridLoss:
 
 def hybrid_loss(tables: RespacedDiffusion, output: Tensor, *, x0: Tensor, x_t: Tensor, eps: Tensor, t: Tensor,
                 parameterization: str = "eps", learn_sigma: bool = True,
-                rescale_learned_sigmas: bool = False) -> HybridLoss:
+                rescale_learned_sigmas: bool = False, snr_gamma: float | None = None) -> HybridLoss:
     """L_simple + L_vlb term of Nichol & Dhariwal (2021) sec. 3.1 for a model output (B, 3 or 6, H, W).
 
-    L_simple is the MSE to eps (or to x0 for parameterization "x0"). With a learned variance the output's second
+    L_simple is the MSE to eps (or to x0 for "x0", or to v = sqrt(a) eps - sqrt(1 - a) x0 for "v", Salimans & Ho
+    2022), optionally weighted per example by min-SNR-gamma (Hang et al. 2023, see min_snr_weight). With a learned variance the output's second
     half v sets log Sigma by learned range, and the vb term is computed with the predicted mean DETACHED, so it
     trains only the variance ("stop-gradient" in the paper). The paper's lambda = 0.001 on the full
     L_vlb = T * E_t[L_t] is, for T = 1000, exactly the per-example L_t used here with weight 1;
@@ -116,14 +117,35 @@ def hybrid_loss(tables: RespacedDiffusion, output: Tensor, *, x0: Tensor, x_t: T
         prediction, v = output[:, :channels], output[:, channels:]
     else:
         prediction, v = output, None
-    target = x0 if parameterization == "x0" else eps
+    if parameterization not in ("eps", "x0", "v"):
+        raise ValueError(f"unknown parameterization {parameterization!r}; use eps, x0 or v")
+    root_a, root_1ma = _at(tables.alphas_cumprod.sqrt(), t, x0), _at((1 - tables.alphas_cumprod).sqrt(), t, x0)
+    target = {"eps": eps, "x0": x0, "v": root_a * eps - root_1ma * x0}[parameterization]
     mse = ((target - prediction) ** 2).flatten(1).mean(1)
+    if snr_gamma is not None:
+        mse = mse * min_snr_weight(tables, t, parameterization, snr_gamma).to(mse)
     if v is None:
         return HybridLoss(loss=mse, mse=mse, vb=torch.zeros_like(mse))
     frozen = prediction.detach()
-    model_x0 = frozen if parameterization == "x0" else predict_x0_from_eps(tables, x_t, t, frozen)
+    if parameterization == "eps":
+        model_x0 = predict_x0_from_eps(tables, x_t, t, frozen)
+    else:
+        model_x0 = frozen if parameterization == "x0" else root_a * x_t - root_1ma * frozen
     vb = vb_term_bits(tables, x0=x0, x_t=x_t, t=t, model_x0=model_x0,
                       model_log_variance=learned_range_log_variance_at(tables, v, t))
     if rescale_learned_sigmas:
         vb = vb * (len(tables.betas) / 1000.0)
     return HybridLoss(loss=mse + vb, mse=mse, vb=vb)
+
+
+def min_snr_weight(tables: RespacedDiffusion, t: Tensor, parameterization: str, gamma: float) -> Tensor:
+    """Min-SNR-gamma (Hang et al. 2023): each example's MSE weight, min(SNR, gamma) in x0 terms, per target.
+
+    SNR = a / (1 - a). The eps loss is SNR times the x0 loss and the v loss (SNR + 1) times it, so the weights
+    are min(SNR, gamma) / SNR, / (SNR + 1) and 1 for eps, v and x0 below SNR = gamma. Capping the weight of
+    the nearly clean steps keeps their easy gradients from crowding out the noisy steps that decide the layout.
+    """
+    abar = tables.alphas_cumprod.to(t.device)[t].double()
+    snr = abar / (1 - abar)
+    clipped = snr.clamp(max=gamma)
+    return {"eps": clipped / snr, "v": clipped / (snr + 1), "x0": clipped}[parameterization].float()

@@ -86,7 +86,7 @@ class UnconditionalTask:
         output = model(x_t, timestep.to(x0.device)).sample.float()  # (B, 3 or 6, S, S); the loss in float32
         terms = hybrid_loss(self.tables, output, x0=x0, x_t=x_t, eps=eps, t=t,
                             parameterization=self.info.parameterization or "eps", learn_sigma=self.learn_sigma,
-                            rescale_learned_sigmas=self.cfg.rescale_learned_sigmas)
+                            rescale_learned_sigmas=self.cfg.rescale_learned_sigmas, snr_gamma=self.cfg.snr_gamma)
         self.sampler.record(seeds, t.tolist(), terms.loss.detach().cpu().tolist())
         self._last = {"mse": float(terms.mse.detach().mean()), "vb": float(terms.vb.detach().mean())}
         return (terms.loss * weights).mean()
@@ -168,7 +168,8 @@ def _rescales_learned_sigmas(cfg: UnconditionalConfig, info: ModelInfo) -> bool:
 
 def fresh_model_info(cfg: UnconditionalConfig, image_size: int) -> ModelInfo:
     """artdiff.json of a model trained from scratch with an own preset (the kind `unconditional` contract)."""
-    return ModelInfo(kind="unconditional", parameterization="x0" if cfg.predict_xstart else "eps",
+    target = "x0" if cfg.predict_xstart else "v" if cfg.v_prediction else "eps"
+    return ModelInfo(kind="unconditional", parameterization=target,
                      schedule=schedule_of(cfg.noise_schedule, cfg.diffusion_steps), conditioning={"type": "none"},
                      extra={"image_size": image_size,
                             "variance": "learned_range" if cfg.learn_sigma else "fixed_large",

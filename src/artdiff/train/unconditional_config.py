@@ -11,7 +11,8 @@ from artdiff.train.loop_config import LoopConfig
 from artdiff.train.unconditional_presets import OWN_PRESETS, PRESET_NAMES
 
 # The diffusion of a model built from a pixel-* preset; --init models and published presets bring their own.
-FROM_SCRATCH = ("learn_sigma", "noise_schedule", "diffusion_steps", "predict_xstart", "rescale_timesteps")
+FROM_SCRATCH = ("learn_sigma", "noise_schedule", "diffusion_steps", "predict_xstart", "v_prediction",
+                "rescale_timesteps")
 
 
 @dataclass
@@ -37,12 +38,16 @@ class UnconditionalConfig(LoopConfig):
     diffusion_steps: int = option(1000, "from scratch with a pixel-* preset only: training timesteps T")
     predict_xstart: bool = option(False, "from scratch with a pixel-* preset only: the UNet predicts x0 instead of "
                                          "eps")
+    v_prediction: bool = option(False, "from scratch with a pixel-* preset only: the UNet predicts v = sqrt(a) eps - "
+                                       "sqrt(1 - a) x0 (Salimans & Ho 2022), accurate at high noise where eps is not")
     rescale_timesteps: bool = option(False, "from scratch with a pixel-* preset only: the UNet sees t * 1000 / T "
                                             "instead of t (--init models and published presets bring their own "
                                             "diffusion; these options are refused with them)")
     rescale_learned_sigmas: bool | None = option(None, "weight the vb term by T / 1000 (lambda 0.001 for any T; "
                                                         "no change at T = 1000); default: as the --init or "
                                                         "published model's flags say, else off")
+    snr_gamma: float | None = option(None, "min-SNR-gamma weighting of the MSE term (Hang et al. 2023; 5 is the "
+                                           "paper's choice): caps the weight of nearly clean steps", metavar="GAMMA")
     lr: float = option(1e-4, "peak learning rate (AdamW)")
     ema_decay: float = option(0.9999, "EMA of the weights, used for samples and the final model (0 disables)")
     sample_steps: int = option(25, "DDIM steps of the fixed-seed sample grids")
@@ -70,4 +75,7 @@ class UnconditionalConfig(LoopConfig):
             (not linear or self.diffusion_steps > 20, "--diffusion-steps must be above 20 with the linear schedule "
                                                       "(its betas scale by 1000 / T); use --noise-schedule cosine"),
             (1 <= self.sample_steps <= 1000, "--sample-steps must be 1 to 1000"),
+            (not (self.predict_xstart and self.v_prediction), "--predict-xstart and --v-prediction pick different "
+                                                              "targets; give one"),
+            (self.snr_gamma is None or 0 < self.snr_gamma <= 1e6, "--snr-gamma must be above 0 (5 is usual)"),
         ])
