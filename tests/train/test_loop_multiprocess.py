@@ -26,6 +26,8 @@ def test_two_processes_match_one(tmp_path):
                            "--master_addr", "127.0.0.1", "--master_port", str(port), str(worker), str(tmp_path / "two")],
                           env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
+    # one group of two, not two lone processes that each trained (and saved) a whole run
+    assert sorted(p.name for p in (tmp_path / "two").glob("rank-*")) == ["rank-0-of-2", "rank-1-of-2"]
     single = load_file(str(one.model_dir / "model.safetensors"))
     double = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     for key, value in single.items():

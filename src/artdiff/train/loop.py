@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -99,6 +100,15 @@ def _precision(requested: str) -> str:
     return "no"
 
 
+def _launched_processes() -> int:
+    """How many processes the launcher (torchrun, accelerate launch, MPI) started, from its environment."""
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
 def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
     """Train `task` under `cfg` (a method's config extends LoopConfig), resuming from the last checkpoint."""
     started = time.perf_counter()
@@ -107,10 +117,17 @@ def run_training(cfg: LoopConfig, task: TrainTask) -> LoopResult:
     # a bf16 VAE, then an fp32 LDM) must start from fresh ones. The process group (PartialState) is kept.
     AcceleratorState._reset_state()
     GradientState._reset_state()
+    launched = _launched_processes()
+    # Accelerate forms a CPU process group only when told cpu=True; without it every torchrun process on a
+    # machine without CUDA would think itself the only one and train (and save) a whole copy of the run.
     accelerator = Accelerator(mixed_precision=_precision(cfg.mixed_precision),
                               log_with=None if cfg.report_to == "none" else cfg.report_to,
-                              project_dir=str(cfg.out))
+                              project_dir=str(cfg.out), cpu=launched > 1 and not torch.cuda.is_available())
     world, rank = accelerator.num_processes, accelerator.process_index
+    if world != launched:
+        raise UserError(f"this process was launched as one of {launched} (WORLD_SIZE) but Accelerate formed a group "
+                        f"of {world}; launch with `accelerate launch --num_processes {launched}` or torchrun on a "
+                        "machine whose devices Accelerate supports")
     micro = cfg.batch_size // cfg.grad_accum
     if micro % world:
         raise UserError(f"--batch-size {cfg.batch_size} / --grad-accum {cfg.grad_accum} must split evenly over "
