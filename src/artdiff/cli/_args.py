@@ -14,8 +14,12 @@ from artdiff.errors import UserError
 T = TypeVar("T")
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per field of `cls` (help from the field's metadata), plus --config and --set."""
+def add_dataclass_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
+                       skip: tuple[str, ...] = (), config_flags: bool = True) -> None:
+    """Add one flag per field of `cls` (help from the field's metadata), plus --config and --set.
+
+    A second call for a group of the same parser (an argument group) passes config_flags=False.
+    """
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         meta = field.metadata
@@ -36,6 +40,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
             if is_list:
                 kwargs["action"] = "append"
         parser.add_argument(flag, **kwargs)
+    if not config_flags:
+        return
     parser.add_argument("--config", dest="config_file", metavar="FILE.yaml", default=None,
                         help="read options from a YAML file, or a shipped recipe by name (e.g. "
                              "clip-diffusion-art-16gb); command-line flags win")

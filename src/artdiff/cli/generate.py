@@ -6,6 +6,7 @@ import argparse
 import json
 
 from artdiff.cli._args import add_dataclass_args, args_to_config
+from artdiff.generate.clip_options import CLIP_FIELDS, ClipGuidanceOptions
 from artdiff.generate.options import GenerateOptions
 
 
@@ -22,7 +23,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     ".pt with --flags) take no prompt: --respacing, --clip-denoised, --skip-steps, --class-label.")
     parser.add_argument("prompt_args", nargs="*", metavar="PROMPT",
                         help="text prompt (TEXT:WEIGHT for embedding models; or `prompts:` in --config)")
-    add_dataclass_args(parser, GenerateOptions)
+    add_dataclass_args(parser, GenerateOptions, skip=CLIP_FIELDS)
+    group = parser.add_argument_group(
+        "CLIP guidance", "--clip-guidance steers an unconditional pixel model with a joint encoder's gradient over "
+                         "cutouts (clip-diffusion-art, Disco Diffusion); scales and cut counts take a number, a "
+                         "ramp START:END, or Disco's list form \"[12]*400+[4]*600\" (one entry per timestep or "
+                         "per step)")
+    add_dataclass_args(group, ClipGuidanceOptions, config_flags=False)
     return parser
 
 

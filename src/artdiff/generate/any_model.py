@@ -155,6 +155,15 @@ def check_no_pixel_options(options: GenerateOptions, kind: str) -> None:
                             f"models {instead}")
 
 
+def check_no_clip_guidance(options: GenerateOptions, kind: str) -> None:
+    """CLIP guidance and --save-progress run on unconditional pixel models so far; other kinds refuse them."""
+    given = (["--clip-guidance"] if options.clip_guidance else []) + options.clip_options_given() \
+        + (["--save-progress"] if options.save_progress else [])
+    if given:
+        raise UserError(f"{given[0]} runs on unconditional pixel models for now (artdiff-pixel-mini, improved/"
+                        f"guided-diffusion); {kind} models steer by their prompts with --cfg")
+
+
 def with_defaults(options: GenerateOptions, **defaults: object) -> GenerateOptions:
     """The options with each unset (None) field given its default; the result is checked again."""
     unset = {name: value for name, value in defaults.items() if getattr(options, name) is None}
@@ -173,6 +182,7 @@ def generate(options: GenerateOptions) -> GenerateResult:
         return generate_unconditional(options)
     if kind in ("stable-diffusion", "embedding-ldm"):
         check_no_pixel_options(options, kind)
+        check_no_clip_guidance(options, kind)
         options = with_defaults(options, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS, strength=DEFAULT_STRENGTH)
     if kind == "stable-diffusion":
         from artdiff.generate.sd_generate import generate_sd

@@ -101,16 +101,23 @@ class GuidanceStats:
     calls: int = 0
     skipped: int = 0
     losses: list[float] = field(default_factory=list)  # mean loss per call, for the sidecar's loss curve
+    skipped_per_image: list[int] = field(default_factory=list)  # image i of the batch: its skipped steps
 
 
 def clip_guided(model_fn: ModelFn, prompts: Sequence[EncoderPrompts], cfg: ClipGuidanceConfig, *,
-                sigmas: Tensor, timestep_of: Callable[[Tensor], Tensor], generator: torch.Generator,
-                decode: Callable[[Tensor], Tensor] | None = None, stats: GuidanceStats | None = None) -> ModelFn:
-    """Wrap model_fn (x, sigma, **cond) -> x0 so each call adds sigma^2 times the guidance gradient.
+                sigmas: Tensor, timestep_of: Callable[[Tensor], Tensor],
+                generator: torch.Generator | Sequence[torch.Generator],
+                decode: Callable[[Tensor], Tensor] | None = None, stats: GuidanceStats | None = None,
+                clamp: tuple[float, float] | None = None) -> ModelFn:
+    """Wrap model_fn (x, sigma, **cond) -> x0 (or an (x0, variance) pair) so each call adds sigma^2 times the
+    guidance gradient to x0.
 
     sigmas: the run's sigmas (for the step index of per-step schedules); timestep_of maps sigma to the model's
-    timestep (Disco's 1000-entry schedules); decode maps a latent x0 to [-1, 1] pixels inside the gradient
-    (latent models; None for pixel models).
+    timestep (Disco's 1000-entry schedules); generator: one for the batch, or one per image (each image's cuts
+    then come from its own, so an image does not depend on the batch it is in); decode maps a latent x0 to
+    [-1, 1] pixels inside the gradient (latent models; None for pixel models); clamp bounds the x0 the step uses
+    but not the one differentiated, as improved-diffusion clamps pred_xstart while cond_fn sees it unclamped
+    (a clamped x0 would pass no gradient wherever it saturates, which at high noise is almost everywhere).
     """
     if not prompts:
         raise ValueError("CLIP guidance needs at least one encoder with prompts")
@@ -131,17 +138,25 @@ def clip_guided(model_fn: ModelFn, prompts: Sequence[EncoderPrompts], cfg: ClipG
             x_in = x.detach().clone().requires_grad_()
             sigma_in = sigma.detach().clone()
             cond = {k: v.clone() if isinstance(v, Tensor) else v for k, v in cond.items()}
-            denoised = model_fn(x_in, sigma_in, **cond)
+            output = model_fn(x_in, sigma_in, **cond)
+            denoised, rest = (output[0], output[1:]) if isinstance(output, tuple) else (output, ())
             g, loss = _guidance_gradient(x_in, denoised, sigma_in, prompts, cfg, step=step, t=t, value=value,
                                          generator=generator, decode=decode)
         g, skipped = finite_or_zero(g)
         stats.calls += 1
         stats.skipped += int(skipped.sum())
+        if len(stats.skipped_per_image) != len(skipped):
+            stats.skipped_per_image = [0] * len(skipped)
+        stats.skipped_per_image = [n + int(k) for n, k in zip(stats.skipped_per_image, skipped.tolist())]
         stats.losses.append(loss)
         scale_t = append_dims(torch.sqrt(1 + sigma.to(g.dtype) ** 2), g.ndim)  # g_t = g * sqrt(1 + sigma^2)
         if cfg.clamp_max is not None:
             g = clamp_gradient_rms(g * scale_t, float(cfg.clamp_max)) / scale_t
-        return denoised.detach() + g * append_dims(sigma.to(g.dtype), g.ndim) ** 2
+        base = denoised.detach() if clamp is None else denoised.detach().clamp(*clamp)
+        shifted = base + g * append_dims(sigma.to(g.dtype), g.ndim) ** 2
+        if rest:
+            return (shifted, *(r.detach() if isinstance(r, Tensor) else r for r in rest))
+        return shifted
 
     return guided
 
@@ -165,7 +180,7 @@ def _guidance_gradient(x: Tensor, denoised: Tensor, sigma: Tensor, prompts: Sequ
     cutouts = _cutouts(cfg, step, t, value, size=_cut_size(prompts))
     if clip_scale > 0 and cutouts is not None:
         for _ in range(cfg.cutn_batches):
-            cuts = cutouts(leaf, generator=generator)  # (B, N, 3, S, S) in [-1, 1]
+            cuts = _cut(cutouts, leaf, generator)  # (B, N, 3, S, S) in [-1, 1]
             batch, n = cuts.shape[:2]
             loss = leaf.new_zeros(batch)
             for entry in prompts:
@@ -203,6 +218,15 @@ def _guidance_gradient(x: Tensor, denoised: Tensor, sigma: Tensor, prompts: Sequ
     if grad_x is None:
         grad_x = torch.zeros_like(x)
     return -grad_x.detach(), total / max(1, x.shape[0])
+
+
+def _cut(cutouts, images: Tensor, generator: torch.Generator | Sequence[torch.Generator]) -> Tensor:
+    """Every image's cuts (B, N, 3, S, S): from the batch's generator, or each image from its own."""
+    if isinstance(generator, torch.Generator):
+        return cutouts(images, generator=generator)
+    if len(generator) != len(images):
+        raise ValueError(f"one generator per image: {len(images)} images, {len(generator)} generators")
+    return torch.cat([cutouts(images[i:i + 1], generator=g) for i, g in enumerate(generator)])
 
 
 def _cut_size(prompts: Sequence[EncoderPrompts]) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from artdiff.config import option
+from artdiff.generate.clip_options import ClipGuidanceOptions
 
 Sampler = Literal["dpm++2m", "euler", "euler_a", "heun", "ddim", "ddpm", "plms"]
 
@@ -127,8 +128,11 @@ def resolve_seed(seed: int) -> int:
 
 
 @dataclass
-class GenerateOptions:
-    """One generation request; options a model kind cannot use are refused with a one-line reason."""
+class GenerateOptions(ClipGuidanceOptions):
+    """One generation request; options a model kind cannot use are refused with a one-line reason.
+
+    The --clip-guidance group's fields come first (dataclass inheritance); the CLI lists them in their own group.
+    """
 
     prompts: list[str] = option(help="text prompts: TEXT or TEXT:WEIGHT for embedding models, one A1111-syntax "
                                      "prompt for Stable Diffusion", cli=False, default_factory=list)
@@ -197,8 +201,12 @@ class GenerateOptions:
     out: Path = option(Path("outputs/generate"), "folder for the images (NNNNN-SEED.png, numbered on from the "
                                                  "highest there; nothing is replaced) and their JSON sidecars")
 
+    save_progress: bool = option(False, "pixel models: also write each step's predicted image, as frames "
+                                        "(NNNNN-SEED-progress/) and an animation (NNNNN-SEED-progress.gif)")
+
     def __post_init__(self) -> None:
         check_sampling(self)
+        self.check_clip_options()
         if self.strength is not None:  # None: DEFAULT_STRENGTH, unless --skip-steps decides (pixel models)
             check_number("--strength", self.strength, 0, 1)
         check_number("--rescale", self.rescale, 0, 1)

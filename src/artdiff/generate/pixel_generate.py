@@ -33,6 +33,7 @@ from artdiff.generate.options import (
 )
 from artdiff.generate.outputs import OutputFolder, run_batches
 from artdiff.generate.pixel_sample import sample_pixels
+from artdiff.generate.progress_frames import ProgressFrames
 from artdiff.generate.sampling_guards import check_steps
 from artdiff.models.pixel.pixel_model import PixelModel, check_makeable_size, load_pixel_model
 from artdiff.utils import memory
@@ -55,9 +56,15 @@ class PixelPlan:
 
 def _check_pixel_options(options: GenerateOptions) -> None:
     """Refuse the options only prompt-conditioned models have, each with what a pixel model offers instead."""
+    guided = options.clip_guidance  # prompts and --image become CLIP guidance targets
+    if not guided and options.clip_options_given():
+        raise UserError(f"{options.clip_options_given()[0]} sets up CLIP guidance; add --clip-guidance (with a "
+                        "text prompt or --image to steer towards)")
     for flag, given, instead in (
-            ("a text prompt", options.prompts, "they sample without one, so drop the prompt"),
-            ("--image", options.images, "start from an image with --init-image (and --skip-steps or --strength)"),
+            ("a text prompt", options.prompts and not guided, "they sample without one; add --clip-guidance to "
+                                                             "steer by the prompt"),
+            ("--image", options.images and not guided, "start from an image with --init-image (and --skip-steps or "
+                                                      "--strength), or add --clip-guidance to steer towards it"),
             ("--embedding", options.embeddings, "they take no embedding"),
             ("--negative", options.negative, "they take no prompt"),
             ("--cfg", options.cfg is not None, "there is no condition to guide towards"),
@@ -163,6 +170,18 @@ def _init_image(options: GenerateOptions, size: int) -> tuple[torch.Tensor | Non
                                                                           "sha256": read.sha256}
 
 
+def _guidance_fields(options: GenerateOptions, guidance) -> dict:
+    """The infotext's CLIP guidance fields (the sidecar records every option)."""
+    from artdiff.generate.clip_setup import describe_encoders
+
+    return {"CLIP guidance scale": options.clip_guidance_scale, "CLIP models": describe_encoders(guidance.record),
+            "Cutouts": options.cutouts, "Cutn": options.cutn if options.cutouts == "cda" else None,
+            "Cutn batches": options.cutn_batches, "TV scale": options.tv_scale, "Range scale": options.range_scale,
+            "Saturation scale": options.saturation_scale if options.saturation_scale != "0" else None,
+            "Scale multiplier": options.scale_multiplier if options.scale_multiplier != 1 else None,
+            "Image prompts": ", ".join(options.images) or None}
+
+
 def generate_unconditional(options: GenerateOptions) -> GenerateResult:
     """Check every input, then sample -n images in batches and write each with A1111 infotext and a JSON sidecar."""
     _check_pixel_options(options)
@@ -174,23 +193,35 @@ def generate_unconditional(options: GenerateOptions) -> GenerateResult:
                                      batch=min(options.batch_size, options.n), height=plan.size, width=plan.size,
                                      dtype_bytes=model.unet.dtype.itemsize)
     init, init_record = _init_image(options, plan.size)
+    guidance = None
+    if options.clip_guidance:
+        from artdiff.generate.clip_setup import setup_clip_guidance
+
+        guidance = setup_clip_guidance(options, device=model.unet.device, steps=plan.steps - plan.skip_steps,
+                                       init_image=init)
+    progress = ProgressFrames(plan.steps - plan.skip_steps, size=plan.size,
+                              batch=min(options.batch_size, options.n)) if options.save_progress else None
     seed = resolve_seed(options.seed)
     hints = [f"--flags {options.flags}"] if options.flags else []  # flags naming another network sample garbage
     started = time.perf_counter()
 
     def sample(seeds: list[int], callback) -> torch.Tensor:
         labels = [class_label_of(options, model, s) for s in seeds]
+        if progress is not None:
+            callback = progress.recording(seeds, callback)
+        if guidance is not None:
+            guidance.begin_batch(seeds)
         return sample_pixels(model.unet, model.info, seeds=seeds, steps=plan.steps, sampler=plan.sampler,
                              respacing=options.respacing, eta=plan.eta, clip_denoised=options.clip_denoised,
                              skip_steps=plan.skip_steps, karras=options.karras,
                              init_images=None if init is None else init.expand(len(seeds), -1, -1, -1),
                              class_labels=None if labels[0] is None else torch.tensor(labels), size=plan.size,
-                             callback=callback, hints=hints)
+                             callback=callback, hints=hints, guidance=guidance)
 
     extra = {**sampling_fields(plan.sampler, karras=options.karras, eta=plan.eta),
              "Respacing": options.respacing, "Clip denoised": None if options.clip_denoised else False,
              "Skip steps": plan.skip_steps or None,
-             "Denoising strength": plan.strength}
+             "Denoising strength": plan.strength, **(_guidance_fields(options, guidance) if guidance else {})}
     resolved = replace(options, sampler=plan.sampler, steps=plan.steps, skip_steps=plan.skip_steps)
     request = {**asdict(resolved), "out": str(options.out), "seed": seed, "eta": recorded_eta(plan.sampler, plan.eta)}
     common = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
@@ -200,15 +231,22 @@ def generate_unconditional(options: GenerateOptions) -> GenerateResult:
               "clip_denoised": options.clip_denoised, "init_image": init_record, "schedule": model.schedule,
               "variance": model.variance, "rescale_timesteps": model.rescale_timesteps,
               "parameterization": model.info.parameterization, "num_classes": model.num_classes,
-              "source": model.info.extra.get("source")}
+              "source": model.info.extra.get("source"),
+              "clip_guidance": guidance.record if guidance is not None else None}
 
     def save(image_seed: int, image: torch.Tensor) -> Path:
         label = class_label_of(options, model, image_seed)
-        parameters = infotext("", steps=plan.steps, sampler=plan.sampler, cfg_scale=None, seed=image_seed,
+        prompt = ", ".join(options.prompts) if guidance is not None else ""
+        parameters = infotext(prompt, steps=plan.steps, sampler=plan.sampler, cfg_scale=None, seed=image_seed,
                               size=(plan.size, plan.size), model_name=model_display_name(model.path),
                               model_hash=model.hash, extra={**extra, "Class label": label})
-        return folder.save(image, image_seed, parameters=parameters,
-                           sidecar={**common, "seed": image_seed, "class_label": label})
+        sidecar = {**common, "seed": image_seed, "class_label": label}
+        if guidance is not None:  # what the guidance did for this image
+            sidecar["clip_guidance"] = {**guidance.record, **guidance.image_stats(image_seed)}
+        path = folder.save(image, image_seed, parameters=parameters, sidecar=sidecar)
+        if progress is not None:
+            progress.write(image_seed, path)
+        return path
 
     paths = run_batches(n=options.n, batch_size=options.batch_size, first_seed=seed,
                         steps=plan.steps - plan.skip_steps, folder=folder, sample=sample, save=save,

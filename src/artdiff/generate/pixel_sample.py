@@ -150,12 +150,14 @@ def sample_pixels(unet: torch.nn.Module, info: ModelInfo, *, seeds: list[int], s
                   respacing: str | None = None, eta: float | None = None, clip_denoised: bool = True,
                   skip_steps: int = 0, init_images: torch.Tensor | None = None,
                   class_labels: torch.Tensor | None = None, size: int | tuple[int, int] | None = None,
-                  callback=None, karras: bool = False, hints: Sequence[str] = ()) -> torch.Tensor:
+                  callback=None, karras: bool = False, hints: Sequence[str] = (), guidance=None) -> torch.Tensor:
     """Images (B, 3, H, W) in [0, 1], image i from torch.Generator().manual_seed(seeds[i]) whatever the batch.
 
     ddpm uses the model's variance (learned range, fixed small or fixed large); ddim and euler_a take eta
     (default 0 and 1). clip_denoised clamps each x0 to [-1, 1]; skip_steps starts later, from init_images
     (B or 1, 3, H, W in [0, 1]) when given. hints: the caller's likely causes, put first should sampling turn NaN.
+    guidance: a generate.clip_setup.ClipGuidance, whose gradient shifts every step's x0 (image i's cutouts drawn
+    from image i's generator).
     Raises UserError for a request the model or the device's memory cannot serve, before allocating.
     """
     if sampler not in SAMPLERS:
@@ -178,7 +180,11 @@ def sample_pixels(unet: torch.nn.Module, info: ModelInfo, *, seeds: list[int], s
     noise = torch.cat([torch.randn((1, channels, height, width), generator=g) for g in generators]).to(unet.device)
     x = _start(noise, float(sigmas[0]), init=init, skipped=skip_steps > 0)
     model_fn, variance_fn = denoiser, denoiser.raw
-    if clip_denoised:
+    if guidance is not None:  # it clamps the x0 the step uses itself, after differentiating the raw one
+        wrap = dict(sigmas=sigmas, generators=generators, timestep_of=denoiser.sigma_to_t,
+                    clamp=(-1.0, 1.0) if clip_denoised else None)
+        model_fn, variance_fn = guidance.wrap(model_fn, **wrap), guidance.wrap(variance_fn, **wrap)
+    elif clip_denoised:
         model_fn, variance_fn = clamp_denoised(model_fn), clamp_denoised(variance_fn)
     options: dict = {"eta": eta} if sampler in ("ddim", "euler_a") else {}
     if sampler == "ddpm":
