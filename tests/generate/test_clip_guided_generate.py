@@ -118,3 +118,35 @@ def test_the_sidecar_request_replays_the_guided_image(model, encoder, tmp_path):
     assert main(["generate", "--config", str(tmp_path / "again.yaml")]) == 0
     (second,) = sorted((tmp_path / "again").glob("*.png"))
     assert np.array_equal(pixels(first), pixels(second))
+
+
+@pytest.fixture(scope="module")
+def latent_model(tmp_path_factory):
+    from model_fixtures import tiny_embedding_model
+
+    return tiny_embedding_model(tmp_path_factory.mktemp("ldm"), steps=1)
+
+
+def test_latent_models_take_clip_guidance_with_and_without_cfg(latent_model, encoder, tmp_path):
+    def run(out, *argv):
+        return main(["generate", "--model", str(latent_model), "--out", str(tmp_path / out), "a red square",
+                     "--seed", "1", "-n", "1", "--steps", "3", "--sampler", "ddim", *argv])
+
+    assert run("cfg") == 0
+    assert run("both", "--clip-guidance", "--clip-model", str(encoder), "--cutn", "2", "--clamp-max", "0",
+               "--clip-guidance-scale", "1e6") == 0
+    assert run("clip-only", "--cfg", "0", "--clip-guidance", "--clip-model", str(encoder), "--cutn", "2") == 0
+    (cfg,), (both,) = sorted((tmp_path / "cfg").glob("*.png")), sorted((tmp_path / "both").glob("*.png"))
+    assert np.abs(pixels(cfg) - pixels(both)).max() > 0  # the gradient reached the latents through the decoder
+    (alone,) = sorted((tmp_path / "clip-only").glob("*.png"))
+    record = read_sidecar(alone)["clip_guidance"]
+    assert record["guided_steps"] == 3 and record["prompts"][0]["value"] == "a red square"
+    assert "CLIP guidance scale: 5000" in read_parameters(alone)
+
+
+def test_latent_models_refuse_save_progress(latent_model, tmp_path, capsys):
+    assert main(["generate", "--model", str(latent_model), "--out", str(tmp_path / "o"), "x", "--save-progress"]) == 2
+    assert "--save-progress runs on unconditional pixel models" in capsys.readouterr().err
+    assert main(["generate", "--model", str(latent_model), "--out", str(tmp_path / "o"), "x", "--cutn", "4"]) == 2
+    assert "--cutn sets up CLIP guidance; add --clip-guidance" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

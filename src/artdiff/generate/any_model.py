@@ -156,12 +156,16 @@ def check_no_pixel_options(options: GenerateOptions, kind: str) -> None:
 
 
 def check_no_clip_guidance(options: GenerateOptions, kind: str) -> None:
-    """CLIP guidance and --save-progress run on unconditional pixel models so far; other kinds refuse them."""
-    given = (["--clip-guidance"] if options.clip_guidance else []) + options.clip_options_given() \
-        + (["--save-progress"] if options.save_progress else [])
-    if given:
-        raise UserError(f"{given[0]} runs on unconditional pixel models for now (artdiff-pixel-mini, improved/"
-                        f"guided-diffusion); {kind} models steer by their prompts with --cfg")
+    """CLIP guidance runs on pixel and embedding models, --save-progress on pixel models; others refuse them."""
+    given = options.clip_options_given()
+    if given and not options.clip_guidance:
+        raise UserError(f"{given[0]} sets up CLIP guidance; add --clip-guidance")
+    if options.clip_guidance and kind != "embedding-ldm":
+        raise UserError(f"--clip-guidance runs on unconditional pixel and embedding models for now; {kind} models "
+                        "steer by their prompts with --cfg")
+    if options.save_progress:
+        raise UserError(f"--save-progress runs on unconditional pixel models for now; {kind} models write the "
+                        "finished images")
 
 
 def with_defaults(options: GenerateOptions, **defaults: object) -> GenerateOptions:

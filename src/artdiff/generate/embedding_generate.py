@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from artdiff import __version__
 from artdiff.data.cache import fingerprint_files
 from artdiff.errors import UserError
+from artdiff.generate.clip_setup import guidance_fields
 from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import GenerateOptions, GenerateResult, recorded_eta, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches
@@ -153,6 +154,11 @@ def generate_embedding(options: GenerateOptions) -> GenerateResult:
     effective_cfg = cfg_scale * sum(w for w in weights if w > 0) if options.raw_weights else cfg_scale
     prompt_set = [(embedding, weight) for (embedding, _), weight in zip(build_prompt_set(model, prompts), weights)]
     eta, seed = sampler_eta(options.sampler, options.eta), resolve_seed(options.seed)
+    guidance = None
+    if options.clip_guidance:  # the same prompts steer by the encoders' gradient too (--cfg 0: by it alone)
+        from artdiff.generate.clip_setup import setup_clip_guidance
+
+        guidance = setup_clip_guidance(options, device=model.unet.device, steps=options.steps)
     started = time.perf_counter()
 
     def sample(seeds: list[int], callback) -> torch.Tensor:
@@ -160,12 +166,13 @@ def generate_embedding(options: GenerateOptions) -> GenerateResult:
                                       [prompt_set] * len(seeds), cfg_scale=cfg_scale, steps=options.steps,
                                       seed=seeds[0], latent_size=size // model.latents.factor,
                                       sampler=options.sampler, karras=options.karras, eta=eta,
-                                      batch_size=len(seeds), callback=callback)
+                                      batch_size=len(seeds), callback=callback, guidance=guidance)
 
     text = " | ".join(p.describe() for p in prompts)
     extra = {**sampling_fields(options.sampler, karras=options.karras, eta=eta),
              "Prompt weights": "raw" if options.raw_weights else "relative",
-             "Effective CFG scale": effective_cfg if effective_cfg != cfg_scale else None}
+             "Effective CFG scale": effective_cfg if effective_cfg != cfg_scale else None,
+             **(guidance_fields(options, guidance) if guidance is not None else {})}
     request = {**asdict(options), "out": str(options.out), "seed": seed, "cfg": cfg_scale,
                "eta": recorded_eta(options.sampler, eta)}
     common = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),
@@ -179,7 +186,10 @@ def generate_embedding(options: GenerateOptions) -> GenerateResult:
         parameters = infotext(text, steps=options.steps, sampler=options.sampler, cfg_scale=cfg_scale,
                               seed=image_seed, size=(size, size), model_name=model_display_name(model.path),
                               model_hash=model.hash, extra=extra)
-        return folder.save(image, image_seed, parameters=parameters, sidecar={**common, "seed": image_seed})
+        sidecar = {**common, "seed": image_seed}
+        if guidance is not None:
+            sidecar["clip_guidance"] = {**guidance.record, **guidance.image_stats(image_seed)}
+        return folder.save(image, image_seed, parameters=parameters, sidecar=sidecar)
 
     hints = [f"--cfg {cfg_scale:g}"] if effective_cfg > 30 else []
     paths = run_batches(n=options.n, batch_size=options.batch_size, first_seed=seed, steps=options.steps,

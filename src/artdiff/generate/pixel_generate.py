@@ -19,6 +19,7 @@ import torch
 from artdiff import __version__
 from artdiff.core.respacing import space_timesteps
 from artdiff.errors import UserError
+from artdiff.generate.clip_setup import guidance_fields
 from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import (
     DEFAULT_STEPS,
@@ -170,18 +171,6 @@ def _init_image(options: GenerateOptions, size: int) -> tuple[torch.Tensor | Non
                                                                           "sha256": read.sha256}
 
 
-def _guidance_fields(options: GenerateOptions, guidance) -> dict:
-    """The infotext's CLIP guidance fields (the sidecar records every option)."""
-    from artdiff.generate.clip_setup import describe_encoders
-
-    return {"CLIP guidance scale": options.clip_guidance_scale, "CLIP models": describe_encoders(guidance.record),
-            "Cutouts": options.cutouts, "Cutn": options.cutn if options.cutouts == "cda" else None,
-            "Cutn batches": options.cutn_batches, "TV scale": options.tv_scale, "Range scale": options.range_scale,
-            "Saturation scale": options.saturation_scale if options.saturation_scale != "0" else None,
-            "Scale multiplier": options.scale_multiplier if options.scale_multiplier != 1 else None,
-            "Image prompts": ", ".join(options.images) or None}
-
-
 def generate_unconditional(options: GenerateOptions) -> GenerateResult:
     """Check every input, then sample -n images in batches and write each with A1111 infotext and a JSON sidecar."""
     _check_pixel_options(options)
@@ -221,7 +210,7 @@ def generate_unconditional(options: GenerateOptions) -> GenerateResult:
     extra = {**sampling_fields(plan.sampler, karras=options.karras, eta=plan.eta),
              "Respacing": options.respacing, "Clip denoised": None if options.clip_denoised else False,
              "Skip steps": plan.skip_steps or None,
-             "Denoising strength": plan.strength, **(_guidance_fields(options, guidance) if guidance else {})}
+             "Denoising strength": plan.strength, **(guidance_fields(options, guidance) if guidance else {})}
     resolved = replace(options, sampler=plan.sampler, steps=plan.steps, skip_steps=plan.skip_steps)
     request = {**asdict(resolved), "out": str(options.out), "seed": seed, "eta": recorded_eta(plan.sampler, plan.eta)}
     common = {"artdiff_version": __version__, "torch_version": torch.__version__, "model": str(model.path),

@@ -54,13 +54,14 @@ def _batches(prompt_sets: list[PromptSet], batch_size: int) -> list[list[int]]:
 def sample_from_embeddings(unet: torch.nn.Module, latents: Latents, schedule: dict, parameterization: str,
                            prompt_sets: list[PromptSet], *, cfg_scale: float, steps: int, seed: int, latent_size: int,
                            sampler: str = "dpm++2m", karras: bool = False, eta: float | None = None, batch_size: int = 8,
-                           callback=None, hints: Sequence[str] = ()) -> torch.Tensor:
+                           callback=None, hints: Sequence[str] = (), guidance=None) -> torch.Tensor:
     """Images (N, 3, H, W) in [0, 1]; image i draws its noise from generator seed + i, whatever N or the batch.
 
     Each prompt set mixes its embeddings as CCLD does: uncond + cfg_scale * sum_i w_i (cond_i - uncond),
     with the zero vector as the unconditional embedding. hints: the caller's likely causes should the sample
     turn NaN, put first in the NonFiniteError's message. Raises UserError before allocating when the request
-    cannot fit in the device's memory.
+    cannot fit in the device's memory. guidance: a generate.clip_setup.ClipGuidance whose gradient, taken through
+    the VAE decoder, shifts every step's (guided) x0 latent; --cfg 0 leaves the prompts to it alone.
     """
     eta = sampler_eta(sampler, eta)  # None: the sampler's own default, as generate uses
     check_finite(cfg_scale=cfg_scale, eta=eta)
@@ -89,6 +90,10 @@ def sample_from_embeddings(unet: torch.nn.Module, latents: Latents, schedule: di
                               prompt_sets[group[0]][k][1]) for k in range(terms)]
         uncond = {"embedding": torch.zeros_like(conds[0].cond["embedding"])}
         model_fn = classifier_free(denoiser, conds, uncond, GuidanceConfig(scale=cfg_scale))
+        if guidance is not None:
+            guidance.begin_batch([seed + i for i in group])
+            model_fn = guidance.wrap(model_fn, sigmas=sigmas, generators=generators, clamp=None,
+                                     timestep_of=timestep_of(denoiser), decode=latents.decode_unclamped)
         try:
             x = SAMPLERS[sampler](model_fn, noise * sigmas[0].to(noise.dtype), sigmas, generator=generators,
                                   callback=callback, **options)
@@ -96,6 +101,13 @@ def sample_from_embeddings(unet: torch.nn.Module, latents: Latents, schedule: di
             raise error.with_hints(hints) from None
         images.append(check_images(latents.decode(x), hints))
     return torch.cat(images)
+
+
+def timestep_of(denoiser: torch.nn.Module):
+    """sigma -> the model's timestep on a 0..999 scale (Disco's per-timestep schedules read it)."""
+    if hasattr(denoiser, "sigma_to_t"):
+        return denoiser.sigma_to_t
+    return lambda sigma: torch.atan(sigma.double()) * (2 / math.pi) * 999  # continuous cosine time t in [0, 1]
 
 
 def _denoiser(unet: torch.nn.Module, parameterization: str, schedule: dict) -> torch.nn.Module:

@@ -43,6 +43,12 @@ class Latents:
         return ((images.float() + 1) / 2).clamp(0, 1)
 
 
+    def decode_unclamped(self, latents: torch.Tensor) -> torch.Tensor:
+        """The VAE's own output in about [-1, 1], unclamped and differentiable (CLIP guidance decodes inside the
+        gradient, where a clamp would stop it on every saturated pixel and hide what the range loss penalises)."""
+        return self.vae.decode(latents.to(self.vae.dtype) / self.scale).sample.float()
+
+
 @torch.no_grad()
 def measure_latent_scale(vae: AutoencoderKL, batches, *, generator: torch.Generator | None = None) -> float:
     """1 / std of sampled latents over the given image batches (in [0, 1]), as CCLD measures it."""
