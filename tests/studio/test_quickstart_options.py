@@ -94,4 +94,4 @@ def test_pixel_steps_help_says_what_the_default_costs(capsys):
         main(["quickstart", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "0 skips the pixel stage and its evaluation" in text
-    assert "about 2 h on 2 CPU cores (bf16, ~1.2 s per step)" in text and "minutes on a GPU" in text
+    assert "about 2 h on 2 CPU cores (bf16, ~1.1 s per step)" in text and "minutes on a GPU" in text

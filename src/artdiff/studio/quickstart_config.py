@@ -21,9 +21,9 @@ class QuickstartConfig:
     encoder_steps: int = option(1000, "encoder optimizer steps")
     vae_steps: int = option(1200, "autoencoder optimizer steps (batch 16)")
     ldm_steps: int = option(6500, "embedding-LDM optimizer steps (batch 32)")
-    # pixel-mini in bf16 autocast: about 1.2 s per batch-32 step on 2 cores (fp32 takes twice that), so ~2 h.
+    # pixel-mini in bf16 autocast: about 1.1 s per batch-32 step on 2 cores (fp32 takes twice that), so ~2 h.
     pixel_steps: int = option(6000, "unconditional pixel model optimizer steps (batch 32); 0 skips the pixel stage "
-                                    "and its evaluation. The default takes about 2 h on 2 CPU cores (bf16, ~1.2 s "
+                                    "and its evaluation. The default takes about 2 h on 2 CPU cores (bf16, ~1.1 s "
                                     "per step), minutes on a GPU")
     pixel_samples: int = option(512, "samples the pixel model is judged on (style shares, FD-judge)")
     seed: int = option(0, "seed of every stage")
