@@ -83,7 +83,7 @@ def test_the_clamp_caps_each_images_gradient_rms_in_x_t_units(denoiser, encoder)
         g = (guided(x, sigma) - denoiser(x, sigma)) / float(sigma) ** 2
     g_t = g * (1 + float(sigma) ** 2) ** 0.5
     rms = g_t.square().mean(dim=(1, 2, 3)).sqrt()
-    assert torch.all(rms <= 1e-6 * 1.001) and torch.all(rms > 1e-7)
+    assert torch.all(rms <= 1e-6 * 1.01) and torch.all(rms > 1e-7)  # read back by a float32 subtraction
 
 
 def test_a_non_finite_gradient_skips_the_step_and_is_counted(denoiser, encoder):
@@ -117,3 +117,21 @@ def test_a_schedule_of_the_wrong_length_fails_before_sampling(denoiser, encoder)
     with pytest.raises(ValueError, match="30 entries"):
         clip_guided(denoiser, prompts(encoder), cfg, sigmas=pixel_sigmas(denoiser, steps=10),
                     timestep_of=denoiser.sigma_to_t, generator=torch.Generator())
+
+
+def test_cut_batches_in_one_encoder_call_equal_one_call_each(denoiser, encoder, monkeypatch):
+    import artdiff.generate.clip_guidance as module
+
+    sigmas = pixel_sigmas(denoiser, steps=10)
+    sigma = sigmas[3:4]
+    x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4)) * float(sigma)
+    cfg = ClipGuidanceConfig(cutn=4, cutn_batches=3, tv_scale=0, range_scale=0, clamp_max=None)
+    results = []
+    for per_call in (1000, 4):  # all three batches together, then one batch per call
+        monkeypatch.setattr(module, "MAX_CUTS_PER_CALL", per_call)
+        guided = clip_guided(denoiser, prompts(encoder), cfg, sigmas=sigmas, timestep_of=denoiser.sigma_to_t,
+                             generator=torch.Generator().manual_seed(5))
+        with torch.no_grad():
+            results.append(guided(x, sigma) - denoiser(x, sigma))
+    assert results[0].abs().max() > 0
+    assert torch.allclose(results[0], results[1], rtol=1e-4, atol=1e-6 * float(results[0].abs().max()))

@@ -32,6 +32,7 @@ from artdiff.generate.cutouts import CdaCutouts, DiscoCutouts
 from artdiff.generate.guidance_schedules import Schedule, parse_schedule, validate
 
 ModelFn = Callable[..., Tensor]
+MAX_CUTS_PER_CALL = 256  # cutouts per encoder call (all images of the batch together): bounds the activations
 ScheduleValue = float | int | str
 
 
@@ -179,15 +180,23 @@ def _guidance_gradient(x: Tensor, denoised: Tensor, sigma: Tensor, prompts: Sequ
     total = 0.0
     cutouts = _cutouts(cfg, step, t, value, size=_cut_size(prompts))
     if clip_scale > 0 and cutouts is not None:
-        for _ in range(cfg.cutn_batches):
-            cuts = _cut(cutouts, leaf, generator)  # (B, N, 3, S, S) in [-1, 1]
-            batch, n = cuts.shape[:2]
+        # Every batch of cuts is drawn first (in the anchors' order), then as many batches as MAX_CUTS_PER_CALL
+        # allows go through each encoder in one call and one backward: the mean over all their cuts is the mean
+        # of the batches' means, so the gradient is the anchors' sum over batches / cutn_batches, in fewer calls.
+        cut_sets = [_cut(cutouts, leaf, generator) for _ in range(cfg.cutn_batches)]  # each (B, N, 3, S, S)
+        batch, n = cut_sets[0].shape[:2]
+        per_call = max(1, MAX_CUTS_PER_CALL // max(1, batch * n))
+        for start in range(0, len(cut_sets), per_call):
+            chunk = torch.cat(cut_sets[start:start + per_call], dim=1)  # (B, k*N, 3, S, S)
             loss = leaf.new_zeros(batch)
             for entry in prompts:
-                embeds = entry.encoder.embed_images(((cuts.flatten(0, 1) + 1) / 2).clamp(0, 1))  # (B*N, D)
-                loss = loss + entry.weight * prompt_loss(embeds.reshape(batch, n, -1), entry.embeddings,
-                                                         entry.weights, loss=cfg.loss)
-            loss = loss.sum() * clip_scale / cfg.cutn_batches
+                # unclamped, as the anchors hand their cuts to CLIP: a clamp would stop the gradient on every
+                # pixel the prediction overshoots
+                embeds = entry.encoder.embed_images((chunk.flatten(0, 1) + 1) / 2)  # (B*k*N, D)
+                loss = loss + entry.weight * prompt_loss(embeds.reshape(batch, chunk.shape[1], -1),
+                                                         entry.embeddings, entry.weights, loss=cfg.loss)
+            share = (chunk.shape[1] // n) / cfg.cutn_batches  # this chunk's batches, of all of them
+            loss = loss.sum() * clip_scale * share
             grad_in = grad_in + torch.autograd.grad(loss, leaf)[0]
             total += float(loss.detach())
     aux = leaf.new_zeros(())
