@@ -144,9 +144,13 @@ def test_latent_models_take_clip_guidance_with_and_without_cfg(latent_model, enc
     assert "CLIP guidance scale: 5000" in read_parameters(alone)
 
 
-def test_latent_models_refuse_save_progress(latent_model, tmp_path, capsys):
-    assert main(["generate", "--model", str(latent_model), "--out", str(tmp_path / "o"), "x", "--save-progress"]) == 2
-    assert "--save-progress runs on unconditional pixel models" in capsys.readouterr().err
+def test_latent_models_save_progress_decoded_and_refuse_stray_guidance_flags(latent_model, tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["generate", "--model", str(latent_model), "--out", str(out), "x", "-n", "1", "--steps", "3",
+                 "--sampler", "ddim", "--save-progress"]) == 0
+    (image,) = sorted(out.glob("*.png"))
+    frames = sorted((out / f"{image.stem}-progress").glob("step-*.png"))
+    assert len(frames) == 3 and np.array_equal(pixels(frames[-1]), pixels(image))  # decoded pixels, not latents
     assert main(["generate", "--model", str(latent_model), "--out", str(tmp_path / "o"), "x", "--cutn", "4"]) == 2
     assert "--cutn sets up CLIP guidance; add --clip-guidance" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

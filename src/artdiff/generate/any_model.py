@@ -163,9 +163,9 @@ def check_no_clip_guidance(options: GenerateOptions, kind: str) -> None:
     if options.clip_guidance and kind != "embedding-ldm":
         raise UserError(f"--clip-guidance runs on unconditional pixel and embedding models for now; {kind} models "
                         "steer by their prompts with --cfg")
-    if options.save_progress:
-        raise UserError(f"--save-progress runs on unconditional pixel models for now; {kind} models write the "
-                        "finished images")
+    if options.save_progress and kind != "embedding-ldm":
+        raise UserError(f"--save-progress runs on unconditional pixel and embedding models for now; {kind} models "
+                        "write the finished images")
 
 
 def with_defaults(options: GenerateOptions, **defaults: object) -> GenerateOptions:

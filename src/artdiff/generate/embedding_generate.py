@@ -18,6 +18,7 @@ from artdiff.generate.clip_setup import guidance_fields
 from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import GenerateOptions, GenerateResult, recorded_eta, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches
+from artdiff.generate.progress_frames import ProgressFrames
 from artdiff.generate.prompts import Prompt, parse_prompt
 from artdiff.generate.sample import sample_from_embeddings
 from artdiff.models import factory
@@ -161,7 +162,12 @@ def generate_embedding(options: GenerateOptions) -> GenerateResult:
         guidance = setup_clip_guidance(options, device=model.unet.device, steps=options.steps)
     started = time.perf_counter()
 
+    progress = ProgressFrames(options.steps, size=size, batch=min(options.batch_size, options.n)) \
+        if options.save_progress else None
+
     def sample(seeds: list[int], callback) -> torch.Tensor:
+        if progress is not None:
+            callback = progress.recording(seeds, callback, decode=lambda z: model.latents.decode(z) * 2 - 1)
         return sample_from_embeddings(model.unet, model.latents, model.info.schedule, model.info.parameterization,
                                       [prompt_set] * len(seeds), cfg_scale=cfg_scale, steps=options.steps,
                                       seed=seeds[0], latent_size=size // model.latents.factor,
@@ -189,7 +195,10 @@ def generate_embedding(options: GenerateOptions) -> GenerateResult:
         sidecar = {**common, "seed": image_seed}
         if guidance is not None:
             sidecar["clip_guidance"] = {**guidance.record, **guidance.image_stats(image_seed)}
-        return folder.save(image, image_seed, parameters=parameters, sidecar=sidecar)
+        path = folder.save(image, image_seed, parameters=parameters, sidecar=sidecar)
+        if progress is not None:
+            progress.write(image_seed, path)
+        return path
 
     hints = [f"--cfg {cfg_scale:g}"] if effective_cfg > 30 else []
     paths = run_batches(n=options.n, batch_size=options.batch_size, first_seed=seed, steps=options.steps,

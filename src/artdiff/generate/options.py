@@ -201,7 +201,7 @@ class GenerateOptions(ClipGuidanceOptions):
     out: Path = option(Path("outputs/generate"), "folder for the images (NNNNN-SEED.png, numbered on from the "
                                                  "highest there; nothing is replaced) and their JSON sidecars")
 
-    save_progress: bool = option(False, "pixel models: also write each step's predicted image, as frames "
+    save_progress: bool = option(False, "pixel and embedding models: also write each step's predicted image, as frames "
                                         "(NNNNN-SEED-progress/) and an animation (NNNNN-SEED-progress.gif)")
 
     def __post_init__(self) -> None:

@@ -1,5 +1,7 @@
 """`--save-progress`: every step's predicted image as frames and a GIF beside the image (clip-diffusion-art's view).
 
+Latent models' predictions are decoded through their VAE at each step.
+
 Frames are the sampler's x0 prediction at each step (clamped to the image range), kept as 8-bit pixels while the
 batch samples and written next to NNNNN-SEED.png as NNNNN-SEED-progress/step-NNN.png and NNNNN-SEED-progress.gif,
 each written atomically (a folder renamed into place, a file renamed into place).
@@ -33,13 +35,17 @@ class ProgressFrames:
                             f"{batch} {width}x{height} images); use fewer steps, a smaller --batch-size or size")
         self.frames: dict[int, list[np.ndarray]] = {}
 
-    def recording(self, seeds: list[int], callback):
-        """A sampler callback that keeps each image's x0 and then calls `callback`."""
+    def recording(self, seeds: list[int], callback, decode=None):
+        """A sampler callback that keeps each image's x0 and then calls `callback`.
+
+        decode maps a latent model's x0 to [-1, 1] pixels (None: the sampler's x0 is already pixels).
+        """
         for seed in seeds:
             self.frames[seed] = []
 
         def record(step) -> None:
-            pixels = ((step.denoised.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            x0 = step.denoised.detach() if decode is None else decode(step.denoised.detach())
+            pixels = ((x0.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             for seed, image in zip(seeds, pixels.permute(0, 2, 3, 1).cpu().numpy()):
                 self.frames[seed].append(image)
             if callback is not None:
