@@ -1,4 +1,5 @@
-"""The `artdiff generate --clip-guidance` flags (clip-diffusion-art's and Disco Diffusion's knobs), light for --help.
+"""The `artdiff generate --clip-guidance` flags (clip-diffusion-art's and Disco Diffusion's knobs) and their infotext
+fields, light for --help and for generators that run without guidance (no torch, no kornia).
 
 GenerateOptions inherits these fields; generate/clip_setup.py turns them into a ClipGuidanceConfig and the
 encoders' prompts. Scales and cut counts take a number, a 'start:end' ramp or Disco's list form, checked here.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 from artdiff.config import option
@@ -89,3 +91,18 @@ class ClipGuidanceOptions:
 
 
 CLIP_FIELDS = tuple(f.name for f in fields(ClipGuidanceOptions))
+
+
+def describe_encoders(record: dict) -> str:
+    """The infotext's "CLIP models" value: each encoder's folder name and weight."""
+    return ", ".join(f"{Path(e['model']).name or e['model']}:{e['weight']:g}" for e in record["encoders"])
+
+
+def guidance_fields(options, guidance) -> dict:
+    """The infotext's CLIP guidance fields (the sidecar records every option)."""
+    return {"CLIP guidance scale": options.clip_guidance_scale, "CLIP models": describe_encoders(guidance.record),
+            "Cutouts": options.cutouts, "Cutn": options.cutn if options.cutouts == "cda" else None,
+            "Cutn batches": options.cutn_batches, "TV scale": options.tv_scale, "Range scale": options.range_scale,
+            "Saturation scale": options.saturation_scale if options.saturation_scale != "0" else None,
+            "Scale multiplier": options.scale_multiplier if options.scale_multiplier != 1 else None,
+            "Image prompts": ", ".join(options.images) or None}

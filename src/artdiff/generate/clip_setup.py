@@ -138,18 +138,3 @@ def setup_clip_guidance(options, *, device: torch.device, steps: int,
               "prompts": [{"kind": p.kind, "value": p.value, "weight": p.weight,
                            **({"sha256": images[p.value].sha256} if p.kind == "image" else {})} for p in prompts]}
     return ClipGuidance(entries, config, record)
-
-
-def describe_encoders(record: dict) -> str:
-    """The infotext's "CLIP models" value: each encoder's folder name and weight."""
-    return ", ".join(f"{Path(e['model']).name or e['model']}:{e['weight']:g}" for e in record["encoders"])
-
-
-def guidance_fields(options, guidance: ClipGuidance) -> dict:
-    """The infotext's CLIP guidance fields (the sidecar records every option)."""
-    return {"CLIP guidance scale": options.clip_guidance_scale, "CLIP models": describe_encoders(guidance.record),
-            "Cutouts": options.cutouts, "Cutn": options.cutn if options.cutouts == "cda" else None,
-            "Cutn batches": options.cutn_batches, "TV scale": options.tv_scale, "Range scale": options.range_scale,
-            "Saturation scale": options.saturation_scale if options.saturation_scale != "0" else None,
-            "Scale multiplier": options.scale_multiplier if options.scale_multiplier != 1 else None,
-            "Image prompts": ", ".join(options.images) or None}

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from artdiff import __version__
 from artdiff.data.cache import fingerprint_files
 from artdiff.errors import UserError
-from artdiff.generate.clip_setup import guidance_fields
+from artdiff.generate.clip_options import guidance_fields
 from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import GenerateOptions, GenerateResult, recorded_eta, resolve_seed, sampler_eta
 from artdiff.generate.outputs import OutputFolder, run_batches

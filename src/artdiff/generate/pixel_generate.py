@@ -19,7 +19,7 @@ import torch
 from artdiff import __version__
 from artdiff.core.respacing import space_timesteps
 from artdiff.errors import UserError
-from artdiff.generate.clip_setup import guidance_fields
+from artdiff.generate.clip_options import guidance_fields
 from artdiff.generate.input_images import read_input_image
 from artdiff.generate.options import (
     DEFAULT_STEPS,
